@@ -1,0 +1,38 @@
+# Two commands take a fresh clone anywhere: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export FLASK_APP := app
+
+.PHONY: install migrate run test lint format clean
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+migrate: install  ## bring the database schema up to date
+	$(BIN)/flask db upgrade
+
+run: migrate  ## serve the chat on HOST:PORT (SQLite, one process)
+	$(BIN)/python wsgi.py
+
+lint: install  ## formatter and linter
+	$(BIN)/black --check --quiet .
+	$(BIN)/flake8
+
+format: install
+	$(BIN)/black .
+
+test: install lint  ## every test
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) node_modules instance .pytest_cache

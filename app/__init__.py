@@ -1,0 +1,76 @@
+"""Channel Chat: real-time channel chat on Flask-SocketIO."""
+
+import os
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from app import api, broadcast, pages
+from app.errors import ChatError
+from app.extensions import db, migrate, socketio
+from app.packets import TolerantPacket
+from app.sockets import ChatNamespace
+from config import BASE_DIR, config_from_env
+
+
+def create_app(config_class=None):
+    """Build the chat app with the given settings class (default: CHAT_ENV)."""
+    app = Flask(
+        __name__,
+        template_folder=str(BASE_DIR / "templates"),
+        static_folder=str(BASE_DIR / "static"),
+        instance_path=str(BASE_DIR / "instance"),
+    )
+    app.config.from_object(config_class or config_from_env())
+    app.json.ensure_ascii = False  # Korean and emoji stay readable in JSON
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_socket_events()
+    return app
+
+
+def register_extensions(app):
+    """Bind the database, migrations and Socket.IO to the app."""
+    # The default SQLite database lives in instance/.
+    os.makedirs(app.instance_path, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
+    socketio.init_app(
+        app,
+        async_mode=app.config["SOCKETIO_ASYNC_MODE"],
+        message_queue=app.config["REDIS_URL"],
+        cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
+        max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
+        serializer=TolerantPacket,
+        # Events of one socket are handled in the order they arrive.
+        async_handlers=False,
+    )
+    broadcast.init_app(app, socketio)
+
+
+def register_blueprints(app):
+    """Mount the pages and the HTTP API."""
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+
+
+def register_errorhandlers(app):
+    """Answer refusals as JSON `{error: {code, message}}` on the API."""
+
+    @app.errorhandler(ChatError)
+    def refused(error):
+        return jsonify(error=error.as_dict()), error.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        if request.path.startswith("/api/"):
+            code = (error.name or "error").lower().replace(" ", "_")
+            body = {"code": code, "message": error.description}
+            return jsonify(error=body), error.code
+        return error
+
+
+def register_socket_events():
+    """Serve the chat's events on the default namespace."""
+    socketio.on_namespace(ChatNamespace("/"))

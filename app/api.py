@@ -1,0 +1,70 @@
+"""The HTTP API: channels, history, posting, the document's action, health."""
+
+from flask import Blueprint, jsonify, request
+
+from app import chat, rules
+from app.errors import ChatError
+
+bp = Blueprint("api", __name__)
+
+
+@bp.get("/api/channels")
+def list_channels():
+    """Channels with messages, most recently active first."""
+    return {"channels": chat.active_channels()}
+
+
+@bp.get("/api/channels/<channel>/messages")
+def read_messages(channel):
+    """A channel's retained messages, oldest first; `?since=SEQ` for newer ones."""
+    found = chat.known_history(channel, _since_param())
+    return {
+        "channel": found.channel,
+        "last_seq": found.last_seq,
+        "recovered": found.recovered,
+        "messages": found.messages,
+    }
+
+
+@bp.post("/api/channels/<channel>/messages")
+def post_message(channel):
+    """Post `{message, author?}`: stored, pruned and broadcast like send_message."""
+    body = request.get_json(force=True, silent=True)
+    if body is None:
+        raise ChatError("invalid_json", "request body must be JSON")
+    fields = rules.fields(body)
+    stored = chat.post_message(channel, fields.get("message"), fields.get("author"))
+    return stored, 201
+
+
+@bp.route("/websocket_handler", methods=["GET", "POST"])
+def websocket_handler():
+    """The document's action: store `message` in `channel` if given."""
+    values = request.values
+    if not values.get("channel"):
+        return "Channel not specified", 400, {"Content-Type": "text/plain"}
+    try:
+        if values.get("message"):
+            chat.post_message(values["channel"], values["message"])
+        else:
+            rules.channel_name(values["channel"])
+    except ChatError as error:
+        return error.message, error.status, {"Content-Type": "text/plain"}
+    return "Success", 200, {"Content-Type": "text/plain"}
+
+
+@bp.get("/healthz")
+def healthz():
+    """200 when the database answers, 503 when it does not."""
+    if chat.database_answers():
+        return {"status": "ok"}
+    return jsonify(status="unavailable"), 503
+
+
+def _since_param():
+    raw = request.args.get("since")
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit():
+        raise ChatError("invalid_since", "since must be a whole number >= 0")
+    return int(raw)

@@ -1,0 +1,190 @@
+"""The chat's service layer: store, number, prune and broadcast messages.
+
+Functions take plain values (as they arrived from a socket or a request),
+return plain values, and raise ChatError. Each write is one transaction, and
+the broadcast happens only after it commits.
+"""
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from flask import current_app
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+
+from app import rules
+from app.broadcast import broadcaster
+from app.errors import ChatError
+from app.extensions import db
+from app.models import Channel, Message
+
+log = logging.getLogger(__name__)
+_UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+@dataclass(frozen=True)
+class History:
+    """What a joiner is sent: retained messages after `since`, oldest first."""
+
+    channel: str
+    messages: list
+    last_seq: int
+    recovered: bool
+
+
+def post_message(channel, message, author=None):
+    """Store a message, prune its channel to the newest N, then broadcast it.
+
+    Returns the message as every member receives it.
+    """
+    channel = rules.channel_name(channel)
+    body = rules.message_text(message, current_app.config["CHAT_MAX_MESSAGE_LENGTH"])
+    author = rules.author_name(author)
+    with _database_work():
+        stored = _store(channel, body, author, current_app.config["CHAT_HISTORY_LIMIT"])
+        db.session.commit()
+    broadcaster().message(stored)
+    return stored
+
+
+def _store(channel, body, author, limit):
+    """Number, insert and prune in the open transaction; cost is O(log rows)."""
+    now = datetime.now(UTC)
+    upsert = _UPSERTS[db.session.get_bind().dialect.name](Channel)
+    # Creating the channel and taking the next seq is one statement, whose row
+    # lock makes concurrent senders of the channel wait for each other.
+    seq = db.session.execute(
+        upsert.values(name=channel, last_seq=1, last_message_at=now)
+        .on_conflict_do_update(
+            index_elements=[Channel.name],
+            set_={"last_seq": Channel.last_seq + 1, "last_message_at": now},
+        )
+        .returning(Channel.last_seq)
+    ).scalar_one()
+    message_id = db.session.execute(
+        insert(Message)
+        .values(channel=channel, seq=seq, body=body, author=author, created_at=now)
+        .returning(Message.id)
+    ).scalar_one()
+    db.session.execute(
+        delete(Message).where(Message.channel == channel, Message.seq <= seq - limit)
+    )
+    return _as_event(message_id, seq, channel, body, author, now)
+
+
+def history(channel, since=None):
+    """The retained messages of a channel with seq > since, oldest first.
+
+    ``recovered`` is false when messages after `since` were already pruned
+    (or `since` is ahead of the channel): the client should reload.
+    """
+    channel = rules.channel_name(channel)
+    since = rules.since_seq(since)
+    with _database_work():
+        last_seq = db.session.scalar(
+            select(Channel.last_seq).where(Channel.name == channel)
+        )
+        rows = db.session.execute(
+            select(Message)
+            .where(Message.channel == channel, Message.seq > (since or 0))
+            .order_by(Message.seq)
+        ).scalars()
+        messages = [_message_event(row) for row in rows]
+        db.session.rollback()
+    last_seq = last_seq or 0
+    recovered = since is None or (
+        since <= last_seq and (not messages or messages[0]["seq"] == since + 1)
+    )
+    return History(channel, messages, last_seq, recovered)
+
+
+def known_history(channel, since=None):
+    """Like history(), but a channel nobody ever posted to is ``unknown_channel``."""
+    found = history(channel, since)
+    if found.last_seq == 0:
+        raise ChatError(
+            "unknown_channel", f"no channel named {found.channel!r}", status=404
+        )
+    return found
+
+
+def active_channels():
+    """Channels with messages, most recently active first."""
+    counts = (
+        select(Message.channel, func.count().label("message_count"))
+        .group_by(Message.channel)
+        .subquery()
+    )
+    with _database_work():
+        rows = db.session.execute(
+            select(Channel, counts.c.message_count)
+            .join(counts, counts.c.channel == Channel.name)
+            .order_by(Channel.last_message_at.desc(), Channel.name)
+        ).all()
+        db.session.rollback()
+    return [
+        {
+            "name": channel.name,
+            "message_count": count,
+            "last_seq": channel.last_seq,
+            "last_message_at": _timestamp(channel.last_message_at),
+        }
+        for channel, count in rows
+    ]
+
+
+def database_answers():
+    """True when the database answers a trivial query."""
+    try:
+        with _database_work():
+            db.session.execute(text("SELECT 1"))
+            db.session.rollback()
+    except ChatError:
+        return False
+    return True
+
+
+@contextmanager
+def _database_work():
+    """Roll back on any error, and report a database failure as `unavailable`."""
+    try:
+        yield
+    except DBAPIError as error:
+        db.session.rollback()
+        log.warning("database unavailable: %s", error.orig or error)
+        raise ChatError(
+            "unavailable", "the chat cannot reach its database", status=503
+        ) from None
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def _message_event(row):
+    return _as_event(row.id, row.seq, row.channel, row.body, row.author, row.created_at)
+
+
+def _as_event(message_id, seq, channel, body, author, created_at):
+    """A message as the `message` event and the HTTP API carry it."""
+    return {
+        "id": message_id,
+        "seq": seq,
+        "channel": channel,
+        "message": body,
+        "author": author,
+        "created_at": _timestamp(created_at),
+    }
+
+
+def _timestamp(moment):
+    """ISO 8601 in UTC with milliseconds, as browsers write it."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite hands back naive UTC datetimes
+        moment = moment.replace(tzinfo=UTC)
+    return (
+        moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )

@@ -1,0 +1,49 @@
+"""Tables of the chat: channels with their counters, and retained messages."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+
+
+class Channel(db.Model):
+    """A channel: its name and the seq of the newest message ever posted to it.
+
+    ``last_seq`` is the counter that numbers messages. Bumping it locks the
+    row, which serialises the senders of one channel and keeps seq contiguous.
+    """
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    last_seq: Mapped[int] = mapped_column(default=0)
+    last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Message(db.Model):
+    """One retained message; a channel keeps only its newest few."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        # Serves "newest N of a channel", "seq > since" and the prune, and
+        # guarantees that no seq is used twice within a channel.
+        Index("ix_messages_channel_seq", "channel", "seq", unique=True),
+        {"sqlite_autoincrement": True},
+    )
+
+    # 64-bit ids on PostgreSQL; SQLite's 64-bit rowid needs the INTEGER type.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    channel: Mapped[str] = mapped_column(
+        String(64), ForeignKey("channels.name", ondelete="CASCADE")
+    )
+    seq: Mapped[int]
+    body: Mapped[str] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=lambda: datetime.now(UTC)
+    )

@@ -1,0 +1,93 @@
+"""What the chat accepts: channel names, message text, authors, `since`.
+
+Each function takes a value as it arrived (any JSON type, or None) and returns
+it in canonical form, or raises ChatError saying what is wrong with it.
+"""
+
+import re
+import unicodedata
+
+from app.errors import ChatError
+
+CHANNEL_MAX_LENGTH = 64
+AUTHOR_MAX_LENGTH = 32
+_CHANNEL_PUNCTUATION = frozenset("-_.")
+# Control characters other than newline and tab, and lone surrogates, which
+# no database can store as text (PostgreSQL refuses NUL outright).
+_FORBIDDEN_IN_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_FORBIDDEN_IN_NAME = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def fields(payload):
+    """The payload of an event or request body, which must be a JSON object."""
+    if not isinstance(payload, dict):
+        raise ChatError("invalid_payload", "payload must be a JSON object")
+    return payload
+
+
+def channel_name(value):
+    """A channel name: 1-64 Unicode letters, digits, '-', '_' or '.', in NFC."""
+    if not isinstance(value, str):
+        raise ChatError("invalid_channel", "channel must be a string")
+    name = unicodedata.normalize("NFC", value)
+    if not 1 <= len(name) <= CHANNEL_MAX_LENGTH:
+        raise ChatError(
+            "invalid_channel",
+            f"channel must be 1 to {CHANNEL_MAX_LENGTH} characters long",
+        )
+    if not all(_is_channel_character(char) for char in name):
+        raise ChatError(
+            "invalid_channel",
+            "channel may hold only letters, digits, '-', '_' and '.'",
+        )
+    return name
+
+
+def _is_channel_character(char):
+    # Marks (M*) count as part of letters: many scripts, such as Devanagari,
+    # cannot write a word without them.
+    category = unicodedata.category(char)
+    return char in _CHANNEL_PUNCTUATION or category[0] in "LM" or category == "Nd"
+
+
+def message_text(value, max_length):
+    """Message text: a string, non-empty once trimmed, at most max_length long."""
+    if not isinstance(value, str):
+        raise ChatError("invalid_message", "message must be a string")
+    text = unicodedata.normalize("NFC", value.replace("\r\n", "\n")).strip()
+    if not text:
+        raise ChatError("invalid_message", "message must not be empty")
+    if len(text) > max_length:
+        raise ChatError(
+            "message_too_long",
+            f"message must be at most {max_length} characters long",
+        )
+    if _FORBIDDEN_IN_TEXT.search(text):
+        raise ChatError("invalid_message", "message must not hold control characters")
+    return text
+
+
+def author_name(value):
+    """An optional display name: 1-32 characters once trimmed, no control ones."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ChatError("invalid_author", "author must be a string")
+    name = unicodedata.normalize("NFC", value).strip()
+    if not 1 <= len(name) <= AUTHOR_MAX_LENGTH:
+        raise ChatError(
+            "invalid_author",
+            f"author must be 1 to {AUTHOR_MAX_LENGTH} characters long",
+        )
+    if _FORBIDDEN_IN_NAME.search(name):
+        raise ChatError("invalid_author", "author must not hold control characters")
+    return name
+
+
+def since_seq(value):
+    """The optional `since`: the last seq a client has, a whole number >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ChatError("invalid_since", "since must be a whole number >= 0")
+    return value

@@ -1,0 +1,80 @@
+"""Settings of the chat server.
+
+Every setting reads an environment variable with a safe default, so this module
+imports with nothing set. Tests and tools pass a class of their own to
+``create_app``.
+"""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+DEV_SECRET_KEY = "dev-only-not-secret"
+
+
+def _origins(value):
+    """Parse ``CORS_ALLOWED_ORIGINS``: unset means same origin only."""
+    if value is None or not value.strip():
+        return None
+    if value.strip() == "*":
+        return "*"
+    return [origin.strip() for origin in value.split(",") if origin.strip()]
+
+
+class Config:
+    """Settings shared by every environment."""
+
+    SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
+    SQLALCHEMY_DATABASE_URI = os.environ.get(
+        "DATABASE_URL", f"sqlite:///{BASE_DIR / 'instance' / 'chat.sqlite3'}"
+    )
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+    CHAT_HISTORY_LIMIT = int(os.environ.get("CHAT_HISTORY_LIMIT", "10"))
+    CHAT_MAX_MESSAGE_LENGTH = int(os.environ.get("CHAT_MAX_MESSAGE_LENGTH", "2000"))
+    HOST = os.environ.get("HOST", "127.0.0.1")
+    PORT = int(os.environ.get("PORT", "5000"))
+    CORS_ALLOWED_ORIGINS = _origins(os.environ.get("CORS_ALLOWED_ORIGINS"))
+    # Where `npm ci` puts the browser's socket.io client, which the app serves.
+    SOCKETIO_CLIENT_DIR = BASE_DIR / "node_modules" / "socket.io-client" / "dist"
+    SOCKETIO_ASYNC_MODE = "gevent"
+    # A whole request body or Socket.IO packet larger than this is refused.
+    MAX_CONTENT_LENGTH = 64 * 1024
+
+
+class DevelopmentConfig(Config):
+    """`make run`: one process, SQLite under instance/."""
+
+
+class ProductionConfig(Config):
+    """`make serve`: gunicorn with gevent-websocket workers."""
+
+
+class TestingConfig(Config):
+    """In-process tests: an in-memory database, handlers run inline."""
+
+    TESTING = True
+    SECRET_KEY = "testing"
+    SQLALCHEMY_DATABASE_URI = "sqlite://"
+    REDIS_URL = None
+    CHAT_HISTORY_LIMIT = 10
+    CHAT_MAX_MESSAGE_LENGTH = 2000
+    CORS_ALLOWED_ORIGINS = None
+    SOCKETIO_ASYNC_MODE = "threading"
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "production": ProductionConfig,
+    "testing": TestingConfig,
+}
+
+
+def config_from_env():
+    """The settings class named by ``CHAT_ENV`` (default: development)."""
+    name = os.environ.get("CHAT_ENV", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise RuntimeError(
+            f"CHAT_ENV={name!r} is not one of {', '.join(CONFIGS)}"
+        ) from None
