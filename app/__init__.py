@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 from app import api, broadcast, pages
 from app.errors import ChatError
 from app.extensions import db, migrate, socketio
-from app.packets import TolerantPacket
+from app.packets import FrameGuard, TolerantJSON, TolerantPacket
 from app.sockets import ChatNamespace
 from config import BASE_DIR, config_from_env
 
@@ -43,9 +43,11 @@ def register_extensions(app):
         cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
         max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
         serializer=TolerantPacket,
+        json=TolerantJSON,
         # Events of one socket are handled in the order they arrive.
         async_handlers=False,
     )
+    app.wsgi_app = FrameGuard(app.wsgi_app)
     broadcast.init_app(app, socketio)
 
 

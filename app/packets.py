@@ -1,10 +1,14 @@
-"""Socket.IO packets that never crash the server on malformed input.
+"""Malformed input on the wire becomes a `malformed` event, never a traceback.
 
 python-socketio raises (and logs a traceback) when a client sends broken
 JSON, an event that is not a list starting with a name, or an unknown packet
-type. This packet class turns all of those into a `malformed` event, which
-the chat namespace answers with a `chat_error` to the sender alone.
+type; Engine.IO does the same for a WebSocket frame that is not Engine.IO at
+all. The classes here turn all of those into a `malformed` event, which the
+chat namespace answers with a `chat_error` to the sender alone.
 """
+
+import json
+import re
 
 from socketio import packet
 
@@ -19,8 +23,30 @@ _KNOWN_FROM_CLIENTS = {
 }
 
 
+class TolerantJSON:
+    """The json module, failing on deeply nested input with ValueError.
+
+    Engine.IO and Socket.IO catch ValueError from a bad payload, but not the
+    RecursionError that a few thousand nested brackets raise.
+    """
+
+    dumps = staticmethod(json.dumps)
+
+    @staticmethod
+    def loads(*args, **kwargs):
+        try:
+            return json.loads(*args, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
 class TolerantPacket(packet.Packet):
     """A packet that decodes anything a client sends into something handled."""
+
+    def __init__(self, *args, encoded_packet=None, **kwargs):
+        super().__init__(*args, encoded_packet=encoded_packet, **kwargs)
+        if encoded_packet is not None and not encoded_packet:
+            self._malformed()  # the base class skips decoding empty input
 
     def decode(self, encoded_packet):
         """Decode as usual, but map every kind of malformed input to MALFORMED."""
@@ -30,7 +56,8 @@ class TolerantPacket(packet.Packet):
             return self._malformed()
         if self.packet_type not in _KNOWN_FROM_CLIENTS:
             return self._malformed()
-        if self.packet_type == packet.EVENT and not _is_event(self.data):
+        is_event = self.packet_type in (packet.EVENT, packet.BINARY_EVENT)
+        if is_event and not _is_event(self.data):
             return self._malformed()
         return attachments
 
@@ -42,3 +69,36 @@ class TolerantPacket(packet.Packet):
 
 def _is_event(data):
     return isinstance(data, list) and bool(data) and isinstance(data[0], str)
+
+
+# An Engine.IO frame: a packet type digit, or 'b' and base64 for binary.
+_ENGINEIO_FRAME = re.compile(r"[0-6b]")
+# An Engine.IO message whose Socket.IO packet fails to decode, on purpose.
+_MALFORMED_FRAME = "4" + MALFORMED
+
+
+class FrameGuard:
+    """WSGI middleware: WebSocket text frames that are not Engine.IO frames
+    reach Socket.IO as an undecodable packet, which TolerantPacket reports."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        if "wsgi.websocket" in environ:
+            environ["wsgi.websocket"] = _GuardedWebSocket(environ["wsgi.websocket"])
+        return self.app(environ, start_response)
+
+
+class _GuardedWebSocket:
+    def __init__(self, websocket):
+        self._websocket = websocket
+
+    def __getattr__(self, name):
+        return getattr(self._websocket, name)
+
+    def receive(self):
+        frame = self._websocket.receive()
+        if isinstance(frame, str) and not _ENGINEIO_FRAME.match(frame):
+            return _MALFORMED_FRAME
+        return frame

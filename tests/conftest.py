@@ -1,15 +1,31 @@
 """Fixtures: an app on an in-memory database, its HTTP and Socket.IO clients."""
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
 import pytest
 
 from app import create_app
 from app.extensions import db, socketio
 from config import TestingConfig
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def settings(**overrides):
     """A TestingConfig with some settings changed."""
     return type("CustomTestingConfig", (TestingConfig,), overrides)
+
+
+@pytest.fixture
+def make_app():
+    """Build an app with some settings changed, creating no tables."""
+    return lambda **overrides: create_app(settings(**overrides))
 
 
 @pytest.fixture
@@ -114,3 +130,89 @@ def broadcasts(app):
     fake = FakeBroadcaster()
     app.extensions["chat_broadcaster"] = fake
     return fake.sent
+
+
+class ServerProcess:
+    """The real chat server (`python wsgi.py`) in a child process."""
+
+    def __init__(self, workdir, env):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"server-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "CHAT_ENV": "development",
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "DATABASE_URL": f"sqlite:///{workdir / 'chat.db'}",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.process = None
+
+    def migrate(self):
+        """Bring the server's database up to date, as `make run` does."""
+        subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self):
+        """Start serving and wait until /healthz answers."""
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "wsgi.py"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not answer in time:\n{self.log()}")
+
+    def stop(self):
+        """Stop the server and wait for it to exit."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self):
+        """Everything the server printed."""
+        return self.log_path.read_text(errors="replace")
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Start real server processes (migrated first); all stop after the test."""
+    started = []
+
+    def start(**env):
+        server = ServerProcess(tmp_path, env)
+        server.migrate()
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()

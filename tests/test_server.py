@@ -1,0 +1,177 @@
+"""The real server process, over real WebSockets with python-socketio's client."""
+
+import json
+import threading
+
+import pytest
+import requests
+import socketio
+import websocket
+
+pytestmark = pytest.mark.server
+
+
+class Tab:
+    """A python-socketio client that records the `message` events it gets."""
+
+    def __init__(self, url):
+        self.messages = []
+        self.errors = []
+        self.arrived = threading.Condition()
+        self.client = socketio.Client(reconnection=False)
+        self.client.on("message", self._record)
+        self.client.on("chat_error", self.errors.append)
+        self.client.connect(url, transports=["websocket"], wait_timeout=10)
+
+    def _record(self, message):
+        with self.arrived:
+            self.messages.append(message)
+            self.arrived.notify_all()
+
+    def call(self, event, payload):
+        return self.client.call(event, payload, timeout=10)
+
+    def wait_for(self, count, timeout=10):
+        """Wait until `count` messages arrived; return their texts."""
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.messages) >= count, timeout)
+        return [message["message"] for message in self.messages]
+
+    def close(self):
+        self.client.disconnect()
+
+
+@pytest.fixture
+def server(start_server):
+    return start_server()
+
+
+@pytest.fixture
+def open_tab(server):
+    tabs = []
+
+    def open_one():
+        tabs.append(Tab(server.url))
+        return tabs[-1]
+
+    yield open_one
+    for tab in tabs:
+        tab.close()
+
+
+def test_two_tabs_chat_over_websocket(server, open_tab):
+    alice, bob = open_tab(), open_tab()
+    assert alice.call("join", {"channel": "lobby"})["ok"] is True
+    assert bob.call("join", {"channel": "lobby"})["ok"] is True
+
+    ack = alice.call("send_message", {"channel": "lobby", "message": "안녕 bob"})
+
+    assert ack["ok"] is True and ack["seq"] == 1
+    assert bob.wait_for(1) == ["안녕 bob"]
+    assert alice.wait_for(1) == ["안녕 bob"]
+
+
+def test_a_later_tab_gets_the_newest_ten(server, open_tab):
+    sender = open_tab()
+    sender.call("join", {"channel": "lobby"})
+    for number in range(1, 13):
+        sender.call("send_message", {"channel": "lobby", "message": f"m{number}"})
+
+    later = open_tab()
+    ack = later.call("join", {"channel": "lobby"})
+
+    assert ack["last_seq"] == 12
+    assert later.wait_for(10) == [f"m{number}" for number in range(3, 13)]
+
+
+def test_http_post_reaches_websocket_members(server, open_tab):
+    tab = open_tab()
+    tab.call("join", {"channel": "lobby"})
+
+    response = requests.post(
+        f"{server.url}/api/channels/lobby/messages",
+        json={"message": "from curl"},
+        timeout=10,
+    )
+
+    assert response.status_code == 201
+    assert tab.wait_for(1) == ["from curl"]
+
+
+def test_long_polling_transport_works(server):
+    tab = socketio.Client(reconnection=False)
+    tab.connect(server.url, transports=["polling"], wait_timeout=10)
+    try:
+        ack = tab.call("join", {"channel": "lobby"}, timeout=10)
+        sent = tab.call(
+            "send_message", {"channel": "lobby", "message": "hi"}, timeout=10
+        )
+    finally:
+        tab.disconnect()
+
+    assert ack["ok"] is True and sent["ok"] is True
+
+
+def raw_socket(server):
+    """A bare Engine.IO WebSocket connected to namespace `/`."""
+    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    raw = websocket.create_connection(url, timeout=10)
+    assert raw.recv().startswith("0")  # engine.io open
+    raw.send("40")
+    assert raw.recv().startswith("40")  # namespace connected
+    return raw
+
+
+def next_event(raw):
+    """The next Socket.IO event or ack, skipping pings."""
+    while True:
+        frame = raw.recv()
+        if frame == "2":  # engine.io ping
+            raw.send("3")
+            continue
+        return frame
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '42["send_message", {"channel": "lobby", "message": "hi"',
+        "42{}",
+        "42[]",
+        "42[17]",
+        '42"join"',
+        "49",
+        "42" + "[" * 5000 + "]" * 5000,
+        "4",
+        "x",
+        "",
+    ],
+)
+def test_malformed_packets_get_a_chat_error_and_no_traceback(server, frame):
+    raw = raw_socket(server)
+    try:
+        raw.send(frame)
+        answer = next_event(raw)
+        raw.send('421["join",{"channel":"lobby"}]')
+        ack = next_event(raw)
+    finally:
+        raw.close()
+
+    assert answer.startswith("42")
+    name, error = json.loads(answer[2:])
+    assert name == "chat_error"
+    assert error["code"] == "invalid_payload"
+    assert ack.startswith("431")  # the connection still serves events
+    assert "Traceback" not in server.log()
+
+
+def test_malformed_packet_with_an_ack_id_is_acked(server):
+    raw = raw_socket(server)
+    try:
+        raw.send('427["join", {broken')
+        frames = [next_event(raw), next_event(raw)]
+    finally:
+        raw.close()
+
+    ack = next(frame for frame in frames if frame.startswith("437"))
+    assert json.loads(ack[3:])[0]["code"] == "invalid_payload"
