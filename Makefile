@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: install migrate run test lint format clean
+.PHONY: install browser migrate run test lint format clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -17,6 +17,19 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
+
+# Browser tests drive Debian's Chromium, with fonts for Korean and emoji;
+# install them when missing and we are root on Debian.
+BROWSER_PACKAGES := chromium fonts-noto-cjk fonts-noto-color-emoji
+
+browser:
+	@dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null; \
+	else \
+		echo "Install Debian's $(BROWSER_PACKAGES) for the browser tests"; \
+	fi
 
 migrate: install  ## bring the database schema up to date
 	$(BIN)/flask db upgrade
@@ -31,7 +44,7 @@ lint: install  ## formatter and linter
 format: install
 	$(BIN)/black .
 
-test: install lint  ## every test
+test: install lint browser  ## every test
 	$(BIN)/pytest
 
 clean:

@@ -46,6 +46,8 @@ def register_extensions(app):
         json=TolerantJSON,
         # Events of one socket are handled in the order they arrive.
         async_handlers=False,
+        # Handlers use no Flask session; skip copying it for every event.
+        manage_session=False,
     )
     app.wsgi_app = FrameGuard(app.wsgi_app)
     broadcast.init_app(app, socketio)
