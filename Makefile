@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: install browser migrate run test lint format clean
+.PHONY: install browser migrate run serve test lint format clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -36,6 +36,10 @@ migrate: install  ## bring the database schema up to date
 
 run: migrate  ## serve the chat on HOST:PORT (SQLite, one process)
 	$(BIN)/python wsgi.py
+
+serve: export CHAT_ENV = production
+serve: migrate  ## production server: gunicorn + gevent-websocket, one process
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 lint: install  ## formatter and linter
 	$(BIN)/black --check --quiet .

@@ -21,14 +21,29 @@ def _origins(value):
     return [origin.strip() for origin in value.split(",") if origin.strip()]
 
 
+def database_url(value):
+    """``DATABASE_URL`` as SQLAlchemy wants it: PostgreSQL through psycopg 3."""
+    if value is None or not value.strip():
+        return f"sqlite:///{BASE_DIR / 'instance' / 'chat.sqlite3'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if value.startswith(prefix):
+            return "postgresql+psycopg://" + value.removeprefix(prefix)
+    return value
+
+
 class Config:
     """Settings shared by every environment."""
 
     SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
-    SQLALCHEMY_DATABASE_URI = os.environ.get(
-        "DATABASE_URL", f"sqlite:///{BASE_DIR / 'instance' / 'chat.sqlite3'}"
-    )
+    # Production refuses to start with no SECRET_KEY or the development one.
+    REQUIRE_SECRET_KEY = False
+    SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
+    # Connections each process keeps to PostgreSQL (and may add under load).
+    DATABASE_POOL_SIZE = int(os.environ.get("DATABASE_POOL_SIZE", "10"))
+    DATABASE_MAX_OVERFLOW = int(os.environ.get("DATABASE_MAX_OVERFLOW", "20"))
     REDIS_URL = os.environ.get("REDIS_URL") or None
+    # The Redis pub/sub channel shared by every process of one deployment.
+    REDIS_CHANNEL = os.environ.get("REDIS_CHANNEL", "flask-socketio")
     CHAT_HISTORY_LIMIT = int(os.environ.get("CHAT_HISTORY_LIMIT", "10"))
     CHAT_MAX_MESSAGE_LENGTH = int(os.environ.get("CHAT_MAX_MESSAGE_LENGTH", "2000"))
     HOST = os.environ.get("HOST", "127.0.0.1")
@@ -47,6 +62,8 @@ class DevelopmentConfig(Config):
 
 class ProductionConfig(Config):
     """`make serve`: gunicorn with gevent-websocket workers."""
+
+    REQUIRE_SECRET_KEY = True
 
 
 class TestingConfig(Config):

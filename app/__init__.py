@@ -6,11 +6,13 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from app import api, broadcast, pages
+from app.commands import chat_cli
+from app.delivery import ChatManager, ChatRedisManager
 from app.errors import ChatError
-from app.extensions import db, migrate, socketio
+from app.extensions import database_options, db, migrate, socketio
 from app.packets import FrameGuard, TolerantJSON, TolerantPacket
 from app.sockets import ChatNamespace
-from config import BASE_DIR, config_from_env
+from config import BASE_DIR, DEV_SECRET_KEY, config_from_env
 
 
 def create_app(config_class=None):
@@ -22,24 +24,37 @@ def create_app(config_class=None):
         instance_path=str(BASE_DIR / "instance"),
     )
     app.config.from_object(config_class or config_from_env())
+    check_secret_key(app)
     app.json.ensure_ascii = False  # Korean and emoji stay readable in JSON
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_socket_events()
+    register_commands(app)
     return app
+
+
+def check_secret_key(app):
+    """Refuse to run in production without a real SECRET_KEY."""
+    if app.config["REQUIRE_SECRET_KEY"] and app.config["SECRET_KEY"] in (
+        None,
+        "",
+        DEV_SECRET_KEY,
+    ):
+        raise RuntimeError("set SECRET_KEY to a long random string before serving")
 
 
 def register_extensions(app):
     """Bind the database, migrations and Socket.IO to the app."""
     # The default SQLite database lives in instance/.
     os.makedirs(app.instance_path, exist_ok=True)
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", database_options(app.config))
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     socketio.init_app(
         app,
         async_mode=app.config["SOCKETIO_ASYNC_MODE"],
-        message_queue=app.config["REDIS_URL"],
+        client_manager=_client_manager(app.config),
         cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
         max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
         serializer=TolerantPacket,
@@ -51,6 +66,13 @@ def register_extensions(app):
     )
     app.wsgi_app = FrameGuard(app.wsgi_app)
     broadcast.init_app(app, socketio)
+
+
+def _client_manager(config):
+    """Rooms in this process alone, or across processes through Redis."""
+    if config["REDIS_URL"]:
+        return ChatRedisManager(config["REDIS_URL"], channel=config["REDIS_CHANNEL"])
+    return ChatManager()
 
 
 def register_blueprints(app):
@@ -73,6 +95,11 @@ def register_errorhandlers(app):
             body = {"code": code, "message": error.description}
             return jsonify(error=body), error.code
         return error
+
+
+def register_commands(app):
+    """Add `flask chat ...`."""
+    app.cli.add_command(chat_cli)
 
 
 def register_socket_events():

@@ -1,10 +1,13 @@
 """How stored messages reach the members of a channel.
 
 Services hand each committed message to the app's broadcaster and know
-nothing else of sockets; tests swap in a fake with the same method.
+nothing else of sockets; tests swap in a fake with the same methods. The
+socket handlers use it to replay a joiner's history in order with live
+messages (see app.delivery).
 """
 
 from flask import current_app
+from flask_socketio import SocketIO
 
 
 def room_of(channel):
@@ -17,14 +20,38 @@ def room_of(channel):
 
 
 class RoomBroadcaster:
-    """Emits `message` events to a channel's room through Flask-SocketIO."""
+    """Sends messages to channel rooms through the chat's Socket.IO manager."""
 
     def __init__(self, socketio):
         self.socketio = socketio
 
+    @property
+    def _manager(self):
+        return self.socketio.server.manager
+
+    def message(self, message):
+        """Send a stored message to every member of its channel, on any process."""
+        self._manager.publish_message(message, room_of(message["channel"]))
+
+    def hold(self, sid, channel):
+        """Hold a joiner's live messages until its history is replayed."""
+        self._manager.hold(sid, room_of(channel))
+
+    def replay(self, sid, channel, history, last_seq):
+        """Send a joiner its history, then what was held, each once, in order."""
+        self._manager.replay(sid, room_of(channel), history, last_seq)
+
+
+class QueueBroadcaster:
+    """Sends messages from outside the servers, through Flask-SocketIO's
+    external emitter on the Redis queue (as `flask chat post` does)."""
+
+    def __init__(self, redis_url, channel):
+        self.emitter = SocketIO(message_queue=redis_url, channel=channel)
+
     def message(self, message):
         """Send a stored message to every member of its channel."""
-        self.socketio.emit("message", message, to=room_of(message["channel"]))
+        self.emitter.emit("message", message, to=room_of(message["channel"]))
 
 
 def init_app(app, socketio):

@@ -5,6 +5,7 @@ return plain values, and raise ChatError. Each write is one transaction, and
 the broadcast happens only after it commits.
 """
 
+import hashlib
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,25 +39,60 @@ class History:
 def post_message(channel, message, author=None):
     """Store a message, prune its channel to the newest N, then broadcast it.
 
-    Returns the message as every member receives it.
+    Returns the message as every member receives it. The broadcast happens
+    after the commit, while the channel's turn is still held (see _turn).
     """
     channel = rules.channel_name(channel)
     body = rules.message_text(message, current_app.config["CHAT_MAX_MESSAGE_LENGTH"])
     author = rules.author_name(author)
-    with _database_work():
-        stored = _store(channel, body, author, current_app.config["CHAT_HISTORY_LIMIT"])
-        db.session.commit()
-    broadcaster().message(stored)
+    limit = current_app.config["CHAT_HISTORY_LIMIT"]
+    with _database_work(), db.engine.connect() as connection:
+        with _turn(connection, channel):
+            with connection.begin():
+                stored = _store(connection, channel, body, author, limit)
+            broadcaster().message(stored)
     return stored
 
 
-def _store(channel, body, author, limit):
+@contextmanager
+def _turn(connection, channel):
+    """Hold the channel's turn from storing a message until it is published.
+
+    On PostgreSQL a session advisory lock per channel makes "commit, then
+    publish" one step among the senders of every process, so messages reach
+    Redis, and so every member, in seq order. SQLite serves one process whose
+    writes never yield to another greenlet, so the order holds there as is.
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    key = _lock_key(channel)
+    connection.execute(select(func.pg_advisory_lock(key)))
+    connection.commit()
+    try:
+        yield
+    finally:
+        try:
+            connection.execute(select(func.pg_advisory_unlock(key)))
+            connection.commit()
+        except DBAPIError:
+            connection.invalidate()  # ending the session releases its locks
+            raise
+
+
+def _lock_key(channel):
+    """A signed 64-bit advisory lock key for a channel name."""
+    digest = hashlib.blake2b(channel.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _store(connection, channel, body, author, limit):
     """Number, insert and prune in the open transaction; cost is O(log rows)."""
     now = datetime.now(UTC)
-    upsert = _UPSERTS[db.session.get_bind().dialect.name](Channel)
+    upsert = _UPSERTS[connection.dialect.name](Channel)
     # Creating the channel and taking the next seq is one statement, whose row
     # lock makes concurrent senders of the channel wait for each other.
-    seq = db.session.execute(
+    seq = connection.execute(
         upsert.values(name=channel, last_seq=1, last_message_at=now)
         .on_conflict_do_update(
             index_elements=[Channel.name],
@@ -64,12 +100,12 @@ def _store(channel, body, author, limit):
         )
         .returning(Channel.last_seq)
     ).scalar_one()
-    message_id = db.session.execute(
+    message_id = connection.execute(
         insert(Message)
         .values(channel=channel, seq=seq, body=body, author=author, created_at=now)
         .returning(Message.id)
     ).scalar_one()
-    db.session.execute(
+    connection.execute(
         delete(Message).where(Message.channel == channel, Message.seq <= seq - limit)
     )
     return _as_event(message_id, seq, channel, body, author, now)

@@ -39,3 +39,20 @@ def _tune_sqlite(dbapi_connection, _record):
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def database_options(config):
+    """Engine options for the configured database.
+
+    PostgreSQL gets a sized pool whose connections are checked before use, so
+    a restarted database costs one retry rather than an error per connection.
+    """
+    if not config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        return {}
+    return {
+        "pool_size": config["DATABASE_POOL_SIZE"],
+        "max_overflow": config["DATABASE_MAX_OVERFLOW"],
+        "pool_pre_ping": True,
+        "pool_timeout": 10,
+        "pool_recycle": 1800,
+    }

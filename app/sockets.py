@@ -7,10 +7,11 @@ whenever it refuses the event, so clients without acks learn why too.
 
 from functools import wraps
 
+from flask import request
 from flask_socketio import Namespace, emit, join_room, leave_room, rooms
 
 from app import chat, rules
-from app.broadcast import room_of
+from app.broadcast import broadcaster, room_of
 from app.errors import ChatError
 
 
@@ -42,16 +43,17 @@ class ChatNamespace(Namespace):
         fields = rules.fields(payload)
         channel = rules.channel_name(fields.get("channel"))
         since = rules.since_seq(fields.get("since"))
-        # Join before reading: a message committed meanwhile is then
-        # delivered live rather than lost between the read and the join.
+        # Join, and hold live messages, before reading: a message committed
+        # meanwhile then arrives after the history, once, not lost between.
         join_room(room_of(channel))
+        members = broadcaster()
+        members.hold(request.sid, channel)
         try:
             found = chat.history(channel, since)
         except ChatError:
             leave_room(room_of(channel))
             raise
-        for message in found.messages:
-            emit("message", message)
+        members.replay(request.sid, channel, found.messages, found.last_seq)
         return {
             "ok": True,
             "channel": channel,

@@ -1,20 +1,19 @@
 """Fixtures: an app on an in-memory database, its HTTP and Socket.IO clients."""
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
+import random
+import uuid
 
+import psycopg
 import pytest
+import redis
+from servers import ServerProcess, Tab
 
 from app import create_app
 from app.extensions import db, socketio
 from config import TestingConfig
 
-ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def settings(**overrides):
@@ -132,83 +131,17 @@ def broadcasts(app):
     return fake.sent
 
 
-class ServerProcess:
-    """The real chat server (`python wsgi.py`) in a child process."""
-
-    def __init__(self, workdir, env):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"server-{self.port}.log"
-        self.env = {
-            **os.environ,
-            "CHAT_ENV": "development",
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "DATABASE_URL": f"sqlite:///{workdir / 'chat.db'}",
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        }
-        self.process = None
-
-    def migrate(self):
-        """Bring the server's database up to date, as `make run` does."""
-        subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-        )
-
-    def start(self):
-        """Start serving and wait until /healthz answers."""
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "wsgi.py"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not answer in time:\n{self.log()}")
-
-    def stop(self):
-        """Stop the server and wait for it to exit."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log(self):
-        """Everything the server printed."""
-        return self.log_path.read_text(errors="replace")
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def start_server(tmp_path):
-    """Start real server processes (migrated first); all stop after the test."""
+    """Start real server processes (migrated first); all stop after the test.
+
+    `start_server(production=True, **env)` runs gunicorn as `make serve` does;
+    without it, `python wsgi.py` as `make run` does.
+    """
     started = []
 
-    def start(**env):
-        server = ServerProcess(tmp_path, env)
+    def start(production=False, **env):
+        server = ServerProcess(tmp_path, env, production=production)
         server.migrate()
         started.append(server)
         return server.start()
@@ -216,3 +149,58 @@ def start_server(tmp_path):
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def open_tab():
+    """Open python-socketio clients (`open_tab(url)`); all close after the test."""
+    tabs = []
+
+    def open_one(url, **kwargs):
+        tabs.append(Tab(url, **kwargs))
+        return tabs[-1]
+
+    yield open_one
+    for tab in tabs:
+        tab.close()
+
+
+def unreachable(service, error):
+    """Skip a test whose service is down, except under CI where that fails."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{service} is unreachable: {error}")
+    pytest.skip(f"{service} is unreachable: {error}")
+
+
+@pytest.fixture
+def postgres_url():
+    """A new PostgreSQL database for this test, dropped after it."""
+    name = f"chat_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        unreachable("PostgreSQL", error)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_env():
+    """An empty Redis database number and a pub/sub channel of this test's own,
+    as the environment a server needs; the database is flushed after it."""
+    try:
+        sizes = {number: _redis(number).dbsize() for number in range(1, 16)}
+    except redis.RedisError as error:
+        unreachable("Redis", error)
+    number = random.choice([number for number, size in sizes.items() if size == 0])
+    yield {
+        "REDIS_URL": f"redis://127.0.0.1:6379/{number}",
+        "REDIS_CHANNEL": f"chat-test-{uuid.uuid4().hex[:12]}",
+    }
+    _redis(number).flushdb()
+
+
+def _redis(number):
+    return redis.Redis(host="127.0.0.1", port=6379, db=number, socket_timeout=5)

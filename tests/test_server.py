@@ -1,44 +1,12 @@
 """The real server process, over real WebSockets with python-socketio's client."""
 
 import json
-import threading
 
 import pytest
 import requests
-import socketio
 import websocket
 
 pytestmark = pytest.mark.server
-
-
-class Tab:
-    """A python-socketio client that records the `message` events it gets."""
-
-    def __init__(self, url):
-        self.messages = []
-        self.errors = []
-        self.arrived = threading.Condition()
-        self.client = socketio.Client(reconnection=False)
-        self.client.on("message", self._record)
-        self.client.on("chat_error", self.errors.append)
-        self.client.connect(url, transports=["websocket"], wait_timeout=10)
-
-    def _record(self, message):
-        with self.arrived:
-            self.messages.append(message)
-            self.arrived.notify_all()
-
-    def call(self, event, payload):
-        return self.client.call(event, payload, timeout=10)
-
-    def wait_for(self, count, timeout=10):
-        """Wait until `count` messages arrived; return their texts."""
-        with self.arrived:
-            self.arrived.wait_for(lambda: len(self.messages) >= count, timeout)
-        return [message["message"] for message in self.messages]
-
-    def close(self):
-        self.client.disconnect()
 
 
 @pytest.fixture
@@ -46,47 +14,34 @@ def server(start_server):
     return start_server()
 
 
-@pytest.fixture
-def open_tab(server):
-    tabs = []
-
-    def open_one():
-        tabs.append(Tab(server.url))
-        return tabs[-1]
-
-    yield open_one
-    for tab in tabs:
-        tab.close()
-
-
 def test_two_tabs_chat_over_websocket(server, open_tab):
-    alice, bob = open_tab(), open_tab()
-    assert alice.call("join", {"channel": "lobby"})["ok"] is True
-    assert bob.call("join", {"channel": "lobby"})["ok"] is True
+    alice, bob = open_tab(server.url), open_tab(server.url)
+    alice.join("lobby")
+    bob.join("lobby")
 
-    ack = alice.call("send_message", {"channel": "lobby", "message": "안녕 bob"})
+    ack = alice.send("lobby", "안녕 bob")
 
     assert ack["ok"] is True and ack["seq"] == 1
-    assert bob.wait_for(1) == ["안녕 bob"]
-    assert alice.wait_for(1) == ["안녕 bob"]
+    assert bob.texts(1) == ["안녕 bob"]
+    assert alice.texts(1) == ["안녕 bob"]
 
 
 def test_a_later_tab_gets_the_newest_ten(server, open_tab):
-    sender = open_tab()
-    sender.call("join", {"channel": "lobby"})
+    sender = open_tab(server.url)
+    sender.join("lobby")
     for number in range(1, 13):
-        sender.call("send_message", {"channel": "lobby", "message": f"m{number}"})
+        sender.send("lobby", f"m{number}")
 
-    later = open_tab()
-    ack = later.call("join", {"channel": "lobby"})
+    later = open_tab(server.url)
+    ack = later.join("lobby")
 
     assert ack["last_seq"] == 12
-    assert later.wait_for(10) == [f"m{number}" for number in range(3, 13)]
+    assert later.texts(10) == [f"m{number}" for number in range(3, 13)]
 
 
 def test_http_post_reaches_websocket_members(server, open_tab):
-    tab = open_tab()
-    tab.call("join", {"channel": "lobby"})
+    tab = open_tab(server.url)
+    tab.join("lobby")
 
     response = requests.post(
         f"{server.url}/api/channels/lobby/messages",
@@ -95,21 +50,15 @@ def test_http_post_reaches_websocket_members(server, open_tab):
     )
 
     assert response.status_code == 201
-    assert tab.wait_for(1) == ["from curl"]
+    assert tab.texts(1) == ["from curl"]
 
 
-def test_long_polling_transport_works(server):
-    tab = socketio.Client(reconnection=False)
-    tab.connect(server.url, transports=["polling"], wait_timeout=10)
-    try:
-        ack = tab.call("join", {"channel": "lobby"}, timeout=10)
-        sent = tab.call(
-            "send_message", {"channel": "lobby", "message": "hi"}, timeout=10
-        )
-    finally:
-        tab.disconnect()
+def test_long_polling_transport_works(server, open_tab):
+    tab = open_tab(server.url, transports=["polling"])
+    tab.join("lobby")
 
-    assert ack["ok"] is True and sent["ok"] is True
+    assert tab.send("lobby", "hi")["ok"] is True
+    assert tab.texts(1) == ["hi"]
 
 
 def raw_socket(server):

@@ -1,0 +1,36 @@
+"""`flask chat ...`: the chat from the command line."""
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from app import chat
+from app.broadcast import QueueBroadcaster
+from app.errors import ChatError
+
+chat_cli = AppGroup("chat", help="Post to the chat from the command line.")
+
+
+@chat_cli.command("post")
+@click.argument("channel")
+@click.argument("message")
+@click.option("--author", default=None, help="Display name to post as.")
+def post(channel, message, author):
+    """Store MESSAGE in CHANNEL and broadcast it to the running chat.
+
+    With REDIS_URL set, connected clients of every server process get it at
+    once through the message queue; without it they get it when they next
+    join the channel.
+    """
+    config = current_app.config
+    if config["REDIS_URL"]:
+        current_app.extensions["chat_broadcaster"] = QueueBroadcaster(
+            config["REDIS_URL"], config["REDIS_CHANNEL"]
+        )
+    try:
+        stored = chat.post_message(channel, message, author)
+    except ChatError as error:
+        raise click.ClickException(f"{error.code}: {error.message}") from None
+    click.echo(f"posted #{stored['seq']} to {stored['channel']}")
+    if not config["REDIS_URL"]:
+        click.echo("REDIS_URL is not set: live clients see it when they next join")

@@ -1,0 +1,47 @@
+"""gunicorn settings for `make serve`: one gevent-websocket worker per process.
+
+Flask-SocketIO serves a client's long-polling requests from the process that
+holds its session, so each process runs exactly one worker; scale out with
+more processes behind a sticky load balancer (deploy/nginx.conf), joined by
+REDIS_URL. Nothing here imports the app: the worker must patch the standard
+library with gevent before psycopg is first imported.
+"""
+
+import os
+
+import gevent
+from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
+
+
+class ChatWorker(GeventWebSocketWorker):
+    """Closes every Socket.IO connection when asked to stop.
+
+    Without this the worker waits out graceful_timeout for WebSockets that
+    never end. Closing the Engine.IO transport (not the Socket.IO session)
+    makes clients reconnect at once, to another process or to the restarted
+    one, and catch up with `since`.
+    """
+
+    def handle_quit(self, sig, frame):
+        gevent.spawn(_close_connections)
+        super().handle_quit(sig, frame)
+
+
+def _close_connections():
+    from app.extensions import socketio
+
+    socketio.server.eio.disconnect()
+
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
+worker_class = ChatWorker
+workers = 1
+# Each open WebSocket holds one of these; gunicorn's default of 1,000 would
+# silently cap a process at 1,000 clients.
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "20000"))
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "10"))
+timeout = 60
+accesslog = "-"
+errorlog = "-"
+# One control socket per machine would be shared by every process here.
+control_socket_disable = True

@@ -1,0 +1,147 @@
+"""Real processes for end-to-end tests: the chat server, its clients, nginx."""
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import socketio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_serving(url, process, describe, timeout=20):
+    """Poll `url` until it answers; fail early if `process` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited early:\n{describe()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"did not answer in time:\n{describe()}")
+
+
+class ServerProcess:
+    """The chat server in a child process: `python wsgi.py` (as `make run`)
+    or, with production=True, gunicorn as `make serve` runs it."""
+
+    def __init__(self, workdir, env, production=False):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"server-{self.port}.log"
+        self.production = production
+        self.env = {
+            **os.environ,
+            "CHAT_ENV": "production" if production else "development",
+            "SECRET_KEY": "test-secret-key-of-a-real-length",
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "DATABASE_URL": f"sqlite:///{workdir / 'chat.db'}",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.process = None
+
+    @property
+    def command(self):
+        if self.production:
+            gunicorn = Path(sys.executable).with_name("gunicorn")
+            return [str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"]
+        return [sys.executable, "wsgi.py"]
+
+    def flask(self, *args, **kwargs):
+        """Run a `flask` command against this server's settings."""
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "app", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            **kwargs,
+        )
+
+    def migrate(self):
+        """Bring the server's database up to date, as `make run` does."""
+        self.flask("db", "upgrade", check=True)
+
+    def start(self):
+        """Start serving and wait until /healthz answers."""
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=log
+            )
+        wait_until_serving(f"{self.url}/healthz", self.process, self.log)
+        return self
+
+    def stop(self):
+        """Stop the server (SIGTERM) and wait for it to exit."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self):
+        """Everything the server printed."""
+        return self.log_path.read_text(errors="replace")
+
+
+class Tab:
+    """A python-socketio client recording the `message` events it receives."""
+
+    def __init__(self, url, transports=("websocket",)):
+        self.messages = []
+        self.errors = []
+        self.arrived = threading.Condition()
+        self.client = socketio.Client(reconnection=False)
+        self.client.on("message", self._record)
+        self.client.on("chat_error", self.errors.append)
+        self.client.connect(url, transports=list(transports), wait_timeout=10)
+
+    def _record(self, message):
+        with self.arrived:
+            self.messages.append(message)
+            self.arrived.notify_all()
+
+    def call(self, event, payload, timeout=10):
+        """Emit an event and wait for its ack."""
+        return self.client.call(event, payload, timeout=timeout)
+
+    def join(self, channel, **fields):
+        """Join a channel; the ack must be ok."""
+        ack = self.call("join", {"channel": channel, **fields})
+        assert ack["ok"] is True, ack
+        return ack
+
+    def send(self, channel, message):
+        """Send a message and wait for its ack."""
+        return self.call("send_message", {"channel": channel, "message": message})
+
+    def wait_for(self, count, timeout=15):
+        """Wait until `count` messages arrived; return all of them."""
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.messages) >= count, timeout)
+            return list(self.messages)
+
+    def texts(self, count, timeout=15):
+        """Wait for `count` messages; return their texts."""
+        return [message["message"] for message in self.wait_for(count, timeout)]
+
+    def close(self):
+        self.client.disconnect()
