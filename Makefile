@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: install browser migrate run serve test lint format clean
+.PHONY: install test-packages migrate run serve test lint format clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -18,17 +18,18 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-# Browser tests drive Debian's Chromium, with fonts for Korean and emoji;
-# install them when missing and we are root on Debian.
-BROWSER_PACKAGES := chromium fonts-noto-cjk fonts-noto-color-emoji
+# Tests drive Debian's Chromium (with fonts for Korean and emoji) and nginx;
+# install them when missing and we are root on Debian. PostgreSQL and Redis
+# are expected on 127.0.0.1 (tests skip without them, and fail under CI).
+TEST_PACKAGES := chromium fonts-noto-cjk fonts-noto-color-emoji nginx-light
 
-browser:
-	@dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1 || \
+test-packages:
+	@dpkg -s $(TEST_PACKAGES) >/dev/null 2>&1 || \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null; \
+			apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; \
 	else \
-		echo "Install Debian's $(BROWSER_PACKAGES) for the browser tests"; \
+		echo "Install Debian's $(TEST_PACKAGES) for the browser and nginx tests"; \
 	fi
 
 migrate: install  ## bring the database schema up to date
@@ -48,7 +49,7 @@ lint: install  ## formatter and linter
 format: install
 	$(BIN)/black .
 
-test: install lint browser  ## every test
+test: install lint test-packages  ## every test
 	$(BIN)/pytest
 
 clean:

@@ -22,9 +22,10 @@ class ChatWorker(GeventWebSocketWorker):
     one, and catch up with `since`.
     """
 
-    def handle_quit(self, sig, frame):
+    def handle_exit(self, sig, frame):
+        # SIGTERM: stop accepting, close connections, finish what is running.
+        super().handle_exit(sig, frame)
         gevent.spawn(_close_connections)
-        super().handle_quit(sig, frame)
 
 
 def _close_connections():

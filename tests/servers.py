@@ -1,6 +1,7 @@
 """Real processes for end-to-end tests: the chat server, its clients, nginx."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -145,3 +146,66 @@ class Tab:
 
     def close(self):
         self.client.disconnect()
+
+
+class Nginx:
+    """nginx with deploy/nginx.conf in front of the given chat processes."""
+
+    def __init__(self, workdir, backends):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = workdir / f"nginx-{self.port}"
+        self.dir.mkdir()
+        self.site = self.dir / "chat.conf"
+        self.site.write_text(self._site(backends))
+        (self.dir / "nginx.conf").write_text(self._main())
+        self.process = None
+
+    def _site(self, backends):
+        """deploy/nginx.conf, listening here and proxying to `backends`."""
+        site = (ROOT / "deploy" / "nginx.conf").read_text()
+        servers = "".join(
+            f"    server 127.0.0.1:{server.port};\n" for server in backends
+        )
+        site = re.sub(r"(    server 127\.0\.0\.1:\d+;\n)+", servers, site)
+        return site.replace("listen 80;", f"listen 127.0.0.1:{self.port};")
+
+    def _main(self):
+        temp = self.dir
+        user = "user root;" if os.geteuid() == 0 else ""
+        return f"""
+{user}
+worker_processes 1;
+daemon off;
+pid {temp}/nginx.pid;
+error_log {temp}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {temp}/access.log;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    include {self.site};
+}}
+"""
+
+    def start(self, binary):
+        """Start nginx and wait until it proxies /healthz."""
+        self.process = subprocess.Popen(
+            [binary, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until_serving(f"{self.url}/healthz", self.process, self.log)
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def log(self):
+        path = self.dir / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""

@@ -1,5 +1,7 @@
 """The application factory and its settings."""
 
+import pytest
+
 import config
 from app import create_app
 
@@ -30,3 +32,39 @@ def test_cors_origins_are_parsed():
         "https://a.example",
         "https://b.example",
     ]
+
+
+def test_production_refuses_the_development_secret_key():
+    unsafe = type("Unsafe", (config.ProductionConfig,), {"SECRET_KEY": ""})
+
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        create_app(unsafe)
+
+
+def test_production_starts_with_a_real_secret_key():
+    safe = type("Safe", (config.ProductionConfig,), {"SECRET_KEY": "x" * 32})
+
+    assert create_app(safe).config["REQUIRE_SECRET_KEY"] is True
+
+
+@pytest.mark.parametrize(
+    "given, used",
+    [
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("sqlite:////tmp/chat.db", "sqlite:////tmp/chat.db"),
+    ],
+)
+def test_database_url_uses_psycopg_for_postgresql(given, used):
+    assert config.database_url(given) == used
+
+
+def test_postgresql_gets_a_sized_pool_with_pre_ping(make_app):
+    app = make_app(
+        SQLALCHEMY_DATABASE_URI="postgresql+psycopg://u@h/db", DATABASE_POOL_SIZE=7
+    )
+
+    options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert options["pool_size"] == 7
+    assert options["pool_pre_ping"] is True

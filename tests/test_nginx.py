@@ -1,0 +1,65 @@
+"""deploy/nginx.conf in front of two production processes, with real nginx."""
+
+import os
+import shutil
+
+import pytest
+import requests
+from servers import Nginx
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture
+def nginx_binary():
+    found = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nginx is missing; `make test` installs it")
+        pytest.skip("nginx is not installed")
+    return found
+
+
+@pytest.fixture
+def backends(start_server, postgres_url, redis_env):
+    return [
+        start_server(production=True, DATABASE_URL=postgres_url, **redis_env)
+        for _ in range(2)
+    ]
+
+
+@pytest.fixture
+def nginx(nginx_binary, backends, tmp_path):
+    proxy = Nginx(tmp_path, backends).start(nginx_binary)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_chat_through_nginx(nginx, backends, open_tab, transport):
+    proxied = open_tab(nginx.url, transports=[transport])
+    direct = [open_tab(server.url) for server in backends]
+    for tab in [proxied, *direct]:
+        tab.join("lobby")
+
+    proxied.send("lobby", f"through nginx over {transport}")
+    direct[0].send("lobby", "straight to the first process")
+    direct[1].send("lobby", "straight to the second process")
+
+    expected = [
+        f"through nginx over {transport}",
+        "straight to the first process",
+        "straight to the second process",
+    ]
+    for tab in [proxied, *direct]:
+        assert tab.texts(3) == expected
+
+
+def test_pages_and_api_through_nginx(nginx):
+    page = requests.get(f"{nginx.url}/chat?channel=lobby", timeout=10)
+    posted = requests.post(
+        f"{nginx.url}/api/channels/lobby/messages", json={"message": "hi"}, timeout=10
+    )
+
+    assert page.status_code == 200 and 'class="chat-room"' in page.text
+    assert posted.status_code == 201
