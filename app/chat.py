@@ -130,7 +130,8 @@ def history(channel, since=None):
         ).scalars()
         messages = [_message_event(row) for row in rows]
         db.session.rollback()
-    last_seq = last_seq or 0
+    # The messages may be newer than the counter read just before them.
+    last_seq = max([last_seq or 0] + [message["seq"] for message in messages[-1:]])
     recovered = since is None or (
         since <= last_seq and (not messages or messages[0]["seq"] == since + 1)
     )

@@ -136,8 +136,12 @@ class Tab:
 
     def wait_for(self, count, timeout=15):
         """Wait until `count` messages arrived; return all of them."""
+        return self.wait_until(lambda messages: len(messages) >= count, timeout)
+
+    def wait_until(self, done, timeout=15):
+        """Wait until done(messages) holds; return all messages."""
         with self.arrived:
-            self.arrived.wait_for(lambda: len(self.messages) >= count, timeout)
+            self.arrived.wait_for(lambda: done(self.messages), timeout)
             return list(self.messages)
 
     def texts(self, count, timeout=15):

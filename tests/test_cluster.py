@@ -157,3 +157,24 @@ def test_stopping_a_process_closes_its_connections(start_server, open_tab):
     # timeout for the open WebSocket.
     assert server.process.wait(timeout=60) == 0
     assert closed.wait(timeout=10)
+
+
+def test_joining_during_a_burst_sees_each_message_once_in_order(cluster, open_tab):
+    first, second = cluster(2)
+    sender = open_tab(first.url)
+    sender.join("burst")
+    total = 200
+    sent = threading.Thread(
+        target=lambda: [sender.send("burst", f"m{n}") for n in range(total)]
+    )
+    sent.start()
+    sender.wait_for(50)
+
+    joiner = open_tab(second.url)
+    ack = joiner.join("burst")
+    sent.join(timeout=120)
+
+    received = joiner.wait_until(lambda got: got and got[-1]["seq"] == total)
+    seqs = [message["seq"] for message in received]
+    assert seqs == list(range(seqs[0], total + 1))
+    assert seqs[0] == max(1, ack["last_seq"] - 9)

@@ -1,0 +1,89 @@
+"""Ordered, exactly-once delivery while a member joins (app.delivery).
+
+A join reads the history while live messages keep coming. These tests play
+both orders of "history read" and "live message" that a busy server sees.
+"""
+
+import pytest
+
+from app import chat
+from app.broadcast import room_of
+from app.extensions import socketio
+
+
+@pytest.fixture
+def joining(app, connect):
+    """A member in the room of `lobby` whose live messages are held, as
+    on_join leaves it before reading the history; and the broadcaster."""
+    member = connect()
+    manager = socketio.server.manager
+    sid = manager.sid_from_eio_sid(member.client.eio_sid, "/")
+    manager.enter_room(sid, "/", room_of("lobby"))
+    members = app.extensions["chat_broadcaster"]
+    members.hold(sid, "lobby")
+    return member, sid, members
+
+
+def seqs(member):
+    return [message["seq"] for message in member.received("message")]
+
+
+def post(app, text):
+    with app.app_context():
+        chat.post_message("lobby", text)
+
+
+def read_history(app):
+    with app.app_context():
+        return chat.history("lobby")
+
+
+def test_nothing_reaches_a_joiner_before_its_history(app, joining):
+    member, _, _ = joining
+
+    post(app, "live")
+
+    assert seqs(member) == []
+
+
+def test_live_message_after_the_read_follows_the_history(app, joining):
+    member, sid, members = joining
+    post(app, "m1")
+    history = read_history(app)
+    post(app, "m2")
+
+    members.replay(sid, "lobby", history.messages, history.last_seq)
+
+    assert seqs(member) == [1, 2]
+
+
+def test_live_message_also_in_the_history_arrives_once(app, joining):
+    member, sid, members = joining
+    post(app, "m1")
+    post(app, "m2")
+    history = read_history(app)
+
+    members.replay(sid, "lobby", history.messages, history.last_seq)
+
+    assert seqs(member) == [1, 2]
+
+
+def test_after_the_replay_live_messages_flow_and_repeats_are_dropped(app, joining):
+    member, sid, members = joining
+    history = read_history(app)
+    members.replay(sid, "lobby", history.messages, history.last_seq)
+    post(app, "m1")
+    with app.app_context():
+        (again,) = chat.history("lobby").messages
+
+    members.message(again)  # delivered a second time, as a retry would
+
+    assert seqs(member) == [1]
+
+
+def test_leaving_forgets_the_position(app, joining):
+    member, sid, _ = joining
+
+    socketio.server.manager.leave_room(sid, "/", room_of("lobby"))
+
+    assert (sid, room_of("lobby")) not in socketio.server.manager.positions
