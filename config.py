@@ -46,6 +46,12 @@ class Config:
     REDIS_CHANNEL = os.environ.get("REDIS_CHANNEL", "flask-socketio")
     CHAT_HISTORY_LIMIT = int(os.environ.get("CHAT_HISTORY_LIMIT", "10"))
     CHAT_MAX_MESSAGE_LENGTH = int(os.environ.get("CHAT_MAX_MESSAGE_LENGTH", "2000"))
+    # Seconds a process's members stay listed after it stops refreshing them.
+    CHAT_PRESENCE_TTL = float(os.environ.get("CHAT_PRESENCE_TTL", "30"))
+    # Least seconds between two presence events of a channel, and between two
+    # typing notices of one member.
+    CHAT_PRESENCE_INTERVAL = float(os.environ.get("CHAT_PRESENCE_INTERVAL", "1"))
+    CHAT_TYPING_INTERVAL = float(os.environ.get("CHAT_TYPING_INTERVAL", "1"))
     HOST = os.environ.get("HOST", "127.0.0.1")
     PORT = int(os.environ.get("PORT", "5000"))
     CORS_ALLOWED_ORIGINS = _origins(os.environ.get("CORS_ALLOWED_ORIGINS"))
@@ -75,6 +81,7 @@ class TestingConfig(Config):
     REDIS_URL = None
     CHAT_HISTORY_LIMIT = 10
     CHAT_MAX_MESSAGE_LENGTH = 2000
+    CHAT_PRESENCE_INTERVAL = 0
     CORS_ALLOWED_ORIGINS = None
     SOCKETIO_ASYNC_MODE = "threading"
 

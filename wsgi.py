@@ -9,10 +9,26 @@ from gevent import monkey
 
 monkey.patch_all()
 
-from app import create_app  # noqa: E402
+import redis  # noqa: E402
+
+from app import create_app, presence  # noqa: E402
 from app.extensions import socketio  # noqa: E402
 
 app = create_app()
+
+
+def refresh_presence():
+    """Every second: keep this process's members listed, announce changes."""
+    while True:
+        socketio.sleep(1)
+        with app.app_context():
+            try:
+                presence.refresh()
+            except redis.RedisError as error:
+                app.logger.warning("presence refresh failed: %s", error)
+
+
+socketio.start_background_task(refresh_presence)
 
 if __name__ == "__main__":
     print(

@@ -10,6 +10,7 @@ from app.commands import chat_cli
 from app.delivery import ChatManager, ChatRedisManager
 from app.errors import ChatError
 from app.extensions import database_options, db, migrate, socketio
+from app.presence import LocalPresence, RedisPresence
 from app.packets import FrameGuard, TolerantJSON, TolerantPacket
 from app.sockets import ChatNamespace
 from config import BASE_DIR, DEV_SECRET_KEY, config_from_env
@@ -66,6 +67,7 @@ def register_extensions(app):
     )
     app.wsgi_app = FrameGuard(app.wsgi_app)
     broadcast.init_app(app, socketio)
+    app.extensions["chat_presence"] = _presence_store(app.config)
 
 
 def _client_manager(config):
@@ -73,6 +75,15 @@ def _client_manager(config):
     if config["REDIS_URL"]:
         return ChatRedisManager(config["REDIS_URL"], channel=config["REDIS_CHANNEL"])
     return ChatManager()
+
+
+def _presence_store(config):
+    """Presence in this process, or shared by every process through Redis."""
+    if config["REDIS_URL"]:
+        return RedisPresence(
+            config["REDIS_URL"], config["REDIS_CHANNEL"], config["CHAT_PRESENCE_TTL"]
+        )
+    return LocalPresence()
 
 
 def register_blueprints(app):

@@ -33,6 +33,16 @@ class RoomBroadcaster:
         """Send a stored message to every member of its channel, on any process."""
         self._manager.publish_message(message, room_of(message["channel"]))
 
+    def presence(self, presence):
+        """Tell a channel's members who is in it: `presence {channel, count, members}`."""
+        self.socketio.emit("presence", presence, to=room_of(presence["channel"]))
+
+    def typing(self, notice, skip):
+        """Tell a channel's members but `skip` who is typing."""
+        self.socketio.emit(
+            "typing", notice, to=room_of(notice["channel"]), skip_sid=skip
+        )
+
     def hold(self, sid, channel):
         """Hold a joiner's live messages until its history is replayed."""
         self._manager.hold(sid, room_of(channel))

@@ -44,7 +44,7 @@ def post_message(channel, message, author=None):
     """
     channel = rules.channel_name(channel)
     body = rules.message_text(message, current_app.config["CHAT_MAX_MESSAGE_LENGTH"])
-    author = rules.author_name(author)
+    author = rules.display_name(author)
     limit = current_app.config["CHAT_HISTORY_LIMIT"]
     with _database_work(), db.engine.connect() as connection:
         with _turn(connection, channel):

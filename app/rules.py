@@ -1,16 +1,17 @@
-"""What the chat accepts: channel names, message text, authors, `since`.
+"""What the chat accepts: channel names, message text, display names, `since`.
 
 Each function takes a value as it arrived (any JSON type, or None) and returns
 it in canonical form, or raises ChatError saying what is wrong with it.
 """
 
+import random
 import re
 import unicodedata
 
 from app.errors import ChatError
 
 CHANNEL_MAX_LENGTH = 64
-AUTHOR_MAX_LENGTH = 32
+NAME_MAX_LENGTH = 32
 _CHANNEL_PUNCTUATION = frozenset("-_.")
 # Control characters other than newline and tab, and lone surrogates, which
 # no database can store as text (PostgreSQL refuses NUL outright).
@@ -67,21 +68,37 @@ def message_text(value, max_length):
     return text
 
 
-def author_name(value):
+def display_name(value):
     """An optional display name: 1-32 characters once trimmed, no control ones."""
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ChatError("invalid_author", "author must be a string")
+        raise ChatError("invalid_name", "name must be a string")
     name = unicodedata.normalize("NFC", value).strip()
-    if not 1 <= len(name) <= AUTHOR_MAX_LENGTH:
+    if not 1 <= len(name) <= NAME_MAX_LENGTH:
         raise ChatError(
-            "invalid_author",
-            f"author must be 1 to {AUTHOR_MAX_LENGTH} characters long",
+            "invalid_name", f"name must be 1 to {NAME_MAX_LENGTH} characters long"
         )
     if _FORBIDDEN_IN_NAME.search(name):
-        raise ChatError("invalid_author", "author must not hold control characters")
+        raise ChatError("invalid_name", "name must not hold control characters")
     return name
+
+
+_GUEST_ADJECTIVES = (
+    "Amber Brave Calm Clever Eager Gentle Happy Jolly Kind Lucky Mellow Nimble "
+    "Quiet Rapid Sunny Witty"
+).split()
+_GUEST_ANIMALS = (
+    "Badger Crane Dolphin Falcon Fox Heron Koala Lynx Marten Otter Owl Panda "
+    "Puffin Robin Seal Tiger"
+).split()
+
+
+def guest_name():
+    """A readable name for someone who gave none, such as "Quiet Otter 42"."""
+    adjective = random.choice(_GUEST_ADJECTIVES)
+    animal = random.choice(_GUEST_ANIMALS)
+    return f"{adjective} {animal} {random.randint(10, 99)}"
 
 
 def since_seq(value):

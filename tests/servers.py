@@ -106,19 +106,33 @@ class ServerProcess:
 class Tab:
     """A python-socketio client recording the `message` events it receives."""
 
-    def __init__(self, url, transports=("websocket",)):
+    def __init__(self, url, transports=("websocket",), name=None):
         self.messages = []
-        self.errors = []
+        self.events = {"presence": [], "typing": [], "chat_error": []}
         self.arrived = threading.Condition()
         self.client = socketio.Client(reconnection=False)
-        self.client.on("message", self._record)
-        self.client.on("chat_error", self.errors.append)
-        self.client.connect(url, transports=list(transports), wait_timeout=10)
+        self.client.on("message", lambda data: self._record(self.messages, data))
+        for event, received in self.events.items():
+            self.client.on(event, lambda data, to=received: self._record(to, data))
+        self.client.connect(
+            url,
+            transports=list(transports),
+            auth={"name": name} if name else None,
+            wait_timeout=10,
+        )
 
-    def _record(self, message):
+    def _record(self, received, data):
         with self.arrived:
-            self.messages.append(message)
+            received.append(data)
             self.arrived.notify_all()
+
+    def wait_event(self, event, done, timeout=15):
+        """Wait until done(payload) holds for some `event`; return that payload."""
+        with self.arrived:
+            self.arrived.wait_for(
+                lambda: any(done(data) for data in self.events[event]), timeout
+            )
+            return next((data for data in self.events[event] if done(data)), None)
 
     def call(self, event, payload, timeout=10):
         """Emit an event and wait for its ack."""

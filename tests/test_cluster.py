@@ -178,3 +178,38 @@ def test_joining_during_a_burst_sees_each_message_once_in_order(cluster, open_ta
     seqs = [message["seq"] for message in received]
     assert seqs == list(range(seqs[0], total + 1))
     assert seqs[0] == max(1, ack["last_seq"] - 9)
+
+
+def test_presence_spans_processes_and_forgets_a_crashed_one(
+    start_server, postgres_url, redis_env, open_tab
+):
+    env = {"DATABASE_URL": postgres_url, "CHAT_PRESENCE_TTL": "2", **redis_env}
+    first = start_server(production=True, **env)
+    second = start_server(production=True, **env)
+    ann = open_tab(first.url, name="ann")
+    bob = open_tab(second.url, name="bob")
+    ann.join("lobby")
+
+    ack = bob.join("lobby")
+
+    assert (ack["count"], ack["members"]) == (2, ["ann", "bob"])
+    both = ann.wait_event("presence", lambda event: event["count"] == 2)
+    assert both == {"channel": "lobby", "count": 2, "members": ["ann", "bob"]}
+
+    second.process.kill()  # no disconnect handlers run: bob's entry must expire
+
+    alone = ann.wait_event("presence", lambda event: event["members"] == ["ann"])
+    assert alone == {"channel": "lobby", "count": 1, "members": ["ann"]}
+
+
+def test_typing_crosses_processes(cluster, open_tab):
+    first, second = cluster(2)
+    ann, bob = open_tab(first.url, name="ann"), open_tab(second.url, name="bob")
+    ann.join("lobby")
+    bob.join("lobby")
+
+    ann.call("typing", {"channel": "lobby"})
+
+    notice = bob.wait_event("typing", lambda event: True)
+    assert notice == {"channel": "lobby", "author": "ann"}
+    assert ann.events["typing"] == []

@@ -35,9 +35,9 @@ def test_message_keeps_newlines_and_tabs():
     assert rules.message_text("a\n\tb", max_length=10) == "a\n\tb"
 
 
-def test_author_is_trimmed_and_optional():
-    assert rules.author_name("  kim ") == "kim"
-    assert rules.author_name(None) is None
+def test_display_name_is_trimmed_and_optional():
+    assert rules.display_name("  kim ") == "kim"
+    assert rules.display_name(None) is None
 
 
 @pytest.mark.parametrize("since", [0, 5, None])

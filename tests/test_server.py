@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import socketio
 import requests
 import websocket
 
@@ -72,13 +73,13 @@ def raw_socket(server):
 
 
 def next_event(raw):
-    """The next Socket.IO event or ack, skipping pings."""
+    """The next Socket.IO event or ack, skipping pings and presence events."""
     while True:
         frame = raw.recv()
         if frame == "2":  # engine.io ping
             raw.send("3")
-            continue
-        return frame
+        elif not frame.startswith('42["presence"'):
+            return frame
 
 
 @pytest.mark.parametrize(
@@ -124,3 +125,17 @@ def test_malformed_packet_with_an_ack_id_is_acked(server):
 
     ack = next(frame for frame in frames if frame.startswith("437"))
     assert json.loads(ack[3:])[0]["code"] == "invalid_payload"
+
+
+def test_invalid_name_refuses_the_connection_with_a_reason(server):
+    client = socketio.Client(reconnection=False)
+    refusals = []
+    client.on("connect_error", refusals.append)
+
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(server.url, auth={"name": "x" * 33}, wait_timeout=10)
+
+    (refusal,) = refusals
+    assert refusal["data"]["code"] == "invalid_name"
+    assert refusal["message"] == refusal["data"]["message"]
+    assert "Traceback" not in server.log()

@@ -8,7 +8,9 @@ import pytest
 def test_join_acks_with_channel_state(member):
     ack = member.join("lobby")
 
-    assert ack == {"ok": True, "channel": "lobby", "last_seq": 0, "recovered": True}
+    assert ack["ok"] is True
+    assert (ack["channel"], ack["last_seq"], ack["recovered"]) == ("lobby", 0, True)
+    assert (ack["count"], ack["members"]) == (1, [ack["name"]])
 
 
 def test_join_replays_history_to_the_joiner_oldest_first(connect):
@@ -90,7 +92,7 @@ def test_sent_message_reaches_the_sender_with_every_field(member):
     assert message["seq"] == 1
     assert message["channel"] == "lobby"
     assert message["message"] == "hello"
-    assert message["author"] is None
+    assert message["author"] == member.join("lobby")["name"]
     assert message["created_at"].endswith("Z")
 
 

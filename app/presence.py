@@ -1,0 +1,208 @@
+"""Who is in each channel, and who is typing: the chat's presence service.
+
+A member is one connection (a Socket.IO sid) with a display name. Presence of
+a channel is the sorted list of its members' distinct names and their number.
+Without Redis it lives in this process; with REDIS_URL it lives in Redis,
+where every process refreshes its own members' entries and removes those
+whose process stopped refreshing them (a crashed process's members expire).
+"""
+
+import time
+
+import redis
+from flask import current_app
+
+from app.broadcast import broadcaster
+
+# A presence event names at most this many members (it always counts all).
+LISTED_MEMBERS = 100
+
+
+def connect(member, name):
+    """A connection opened with this display name (or changed its name)."""
+    _store().connections[member] = name
+
+
+def name_of(member):
+    """The display name of a connection."""
+    return _store().connections[member]
+
+
+def disconnect(member):
+    """A connection ended: leave every channel it was in, forget its name."""
+    for channel in _store().channels_of(member):
+        leave(channel, member)
+    _store().connections.pop(member, None)
+
+
+def enter(channel, member):
+    """A member joined a channel: record it, tell the room; return presence."""
+    _store().enter(channel, member, name_of(member))
+    return _announce(channel)
+
+
+def leave(channel, member):
+    """A member left a channel: forget it and tell the room."""
+    if _store().leave(channel, member):
+        _announce(channel)
+
+
+def current(channel):
+    """`{channel, count, members}` of a channel."""
+    names = _store().names(channel)
+    return {"channel": channel, "count": len(names), "members": names[:LISTED_MEMBERS]}
+
+
+def may_type(channel, member):
+    """Whether a member's typing notice passes the throttle, counting it if so."""
+    interval = current_app.config["CHAT_TYPING_INTERVAL"]
+    return _store().pace(("typing", channel, member), interval)
+
+
+def typing(channel, member, author):
+    """Tell a channel's other members that `author` is typing."""
+    broadcaster().typing({"channel": channel, "author": author}, skip=member)
+
+
+def refresh():
+    """Keep this process's members alive; announce channels whose members
+    expired or whose announcement was held back. Run every second or so."""
+    store = _store()
+    for channel in store.refresh() | store.take_held():
+        _announce(channel, force=True)
+
+
+def _announce(channel, force=False):
+    """Tell a channel's room who is in it, at most once per interval.
+
+    A channel with many members joining at once would otherwise send every
+    member a list per join; a held-back announcement goes out on refresh().
+    """
+    snapshot = current(channel)
+    interval = current_app.config["CHAT_PRESENCE_INTERVAL"]
+    if force or _store().pace(("presence", channel), interval, hold=channel):
+        broadcaster().presence(snapshot)
+    return snapshot
+
+
+def _store():
+    return current_app.extensions["chat_presence"]
+
+
+class LocalPresence:
+    """Presence kept in this process: for one process without Redis."""
+
+    def __init__(self):
+        self.connections = {}  # member -> display name
+        self.members = {}  # channel -> {member: name}
+        self.joined = {}  # member -> set of channels
+        self.last = {}  # pacing key -> monotonic time of the last one let through
+        self.held = set()  # channels whose announcement waits for refresh()
+
+    def enter(self, channel, member, name):
+        self.members.setdefault(channel, {})[member] = name
+        self.joined.setdefault(member, set()).add(channel)
+
+    def leave(self, channel, member):
+        names = self.members.get(channel, {})
+        if names.pop(member, None) is None:
+            return False
+        if not names:
+            del self.members[channel]
+        self.joined.get(member, set()).discard(channel)
+        if not self.joined.get(member):
+            self.joined.pop(member, None)
+            self._forget_pacing(member)
+        return True
+
+    def channels_of(self, member):
+        return sorted(self.joined.get(member, ()))
+
+    def names(self, channel):
+        return sorted(set(self.members.get(channel, {}).values()))
+
+    def pace(self, key, interval, hold=None):
+        """True at most once per `interval` seconds for `key`; when refused,
+        remember `hold` for take_held()."""
+        now = time.monotonic()
+        if now - self.last.get(key, float("-inf")) >= interval:
+            self.last[key] = now
+            return True
+        if hold is not None:
+            self.held.add(hold)
+        return False
+
+    def take_held(self):
+        held, self.held = self.held, set()
+        return held
+
+    def refresh(self):
+        return set()
+
+    def _forget_pacing(self, member):
+        for key in [key for key in self.last if key[-1] == member]:
+            del self.last[key]
+
+
+class RedisPresence(LocalPresence):
+    """Presence shared by every process through Redis.
+
+    Per channel, a sorted set scores each member (sid) with the time its
+    entry expires, and a hash maps it to its name. Each process re-scores its
+    own members on refresh(); entries nobody re-scores (their process died)
+    expire after `ttl` seconds and are removed by whichever process notices.
+    """
+
+    def __init__(self, redis_url, prefix, ttl):
+        super().__init__()
+        self.redis = redis.Redis.from_url(redis_url, socket_timeout=5)
+        self.prefix = prefix
+        self.ttl = ttl
+
+    def _keys(self, channel):
+        return f"{self.prefix}:presence:{channel}", f"{self.prefix}:names:{channel}"
+
+    def enter(self, channel, member, name):
+        super().enter(channel, member, name)
+        expiring, names = self._keys(channel)
+        with self.redis.pipeline() as pipe:
+            pipe.zadd(expiring, {member: time.time() + self.ttl})
+            pipe.hset(names, member, name)
+            pipe.execute()
+
+    def leave(self, channel, member):
+        was_local = super().leave(channel, member)
+        expiring, names = self._keys(channel)
+        with self.redis.pipeline() as pipe:
+            pipe.zrem(expiring, member)
+            pipe.hdel(names, member)
+            removed, _ = pipe.execute()
+        return was_local or bool(removed)
+
+    def names(self, channel):
+        expiring, names = self._keys(channel)
+        alive = self.redis.zrangebyscore(expiring, time.time(), "+inf")
+        if not alive:
+            return []
+        return sorted(
+            {name.decode() for name in self.redis.hmget(names, alive) if name}
+        )
+
+    def refresh(self):
+        """Re-score this process's members; remove expired ones anywhere we
+        have members. Returns the channels that lost expired members."""
+        now = time.time()
+        changed = set()
+        for channel, members in list(self.members.items()):
+            expiring, names = self._keys(channel)
+            with self.redis.pipeline() as pipe:
+                pipe.zadd(expiring, {member: now + self.ttl for member in members})
+                pipe.zrangebyscore(expiring, "-inf", now)
+                _, expired = pipe.execute()
+            if expired:
+                with self.redis.pipeline() as pipe:
+                    pipe.zrem(expiring, *expired)
+                    pipe.hdel(names, *expired)
+                    pipe.execute()
+                changed.add(channel)
+        return changed
