@@ -5,7 +5,8 @@ import os
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from app import api, broadcast, pages
+from app import api, broadcast, chat, pages
+from app.batches import BatcherPool
 from app.commands import chat_cli
 from app.delivery import ChatManager, ChatRedisManager
 from app.errors import ChatError
@@ -68,6 +69,7 @@ def register_extensions(app):
     app.wsgi_app = FrameGuard(app.wsgi_app)
     broadcast.init_app(app, socketio)
     app.extensions["chat_presence"] = _presence_store(app.config)
+    app.extensions["chat_writer"] = BatcherPool(chat.write_messages)
 
 
 def _client_manager(config):

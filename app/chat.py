@@ -39,41 +39,57 @@ class History:
 def post_message(channel, message, author=None):
     """Store a message, prune its channel to the newest N, then broadcast it.
 
-    Returns the message as every member receives it. The broadcast happens
-    after the commit, while the channel's turn is still held (see _turn).
+    Returns the message as every member receives it, once it is committed.
+    Messages posted to a channel at the same moment share a transaction
+    (app.batches).
     """
     channel = rules.channel_name(channel)
     body = rules.message_text(message, current_app.config["CHAT_MAX_MESSAGE_LENGTH"])
     author = rules.display_name(author)
+    writer = current_app.extensions["chat_writer"]
+    return writer.submit(channel, (channel, body, author))
+
+
+def write_messages(pending):
+    """Store `(channel, body, author)`s in one transaction, then broadcast them.
+
+    The broadcast happens after the commit, while the channels' turns are
+    still held (see _turn). Returns the stored messages, in the given order.
+    """
     limit = current_app.config["CHAT_HISTORY_LIMIT"]
     with _database_work(), db.engine.connect() as connection:
-        with _turn(connection, channel):
+        with _turn(connection, {channel for channel, _, _ in pending}):
             with connection.begin():
-                stored = _store(connection, channel, body, author, limit)
-            broadcaster().message(stored)
+                stored = _store(connection, pending, limit)
+            members = broadcaster()
+            for message in stored:
+                members.message(message)
     return stored
 
 
 @contextmanager
-def _turn(connection, channel):
-    """Hold the channel's turn from storing a message until it is published.
+def _turn(connection, channels):
+    """Hold the channels' turns from storing messages until they are published.
 
     On PostgreSQL a session advisory lock per channel makes "commit, then
     publish" one step among the senders of every process, so messages reach
-    Redis, and so every member, in seq order. SQLite serves one process whose
+    Redis, and so every member, in seq order. Locks are taken in one order
+    everywhere, so batches never deadlock. SQLite serves one process whose
     writes never yield to another greenlet, so the order holds there as is.
     """
     if connection.dialect.name != "postgresql":
         yield
         return
-    key = _lock_key(channel)
-    connection.execute(select(func.pg_advisory_lock(key)))
+    keys = sorted({_lock_key(channel) for channel in channels})
+    for key in keys:
+        connection.execute(select(func.pg_advisory_lock(key)))
     connection.commit()
     try:
         yield
     finally:
         try:
-            connection.execute(select(func.pg_advisory_unlock(key)))
+            for key in keys:
+                connection.execute(select(func.pg_advisory_unlock(key)))
             connection.commit()
         except DBAPIError:
             connection.invalidate()  # ending the session releases its locks
@@ -86,29 +102,61 @@ def _lock_key(channel):
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _store(connection, channel, body, author, limit):
-    """Number, insert and prune in the open transaction; cost is O(log rows)."""
+def _store(connection, pending, limit):
+    """Number, insert and prune in the open transaction.
+
+    Per channel of the batch: one upsert that takes as many seqs as it has
+    messages, and one prune; then one insert of every message. None of them
+    scans a channel or the table, so the cost does not grow with stored rows.
+    """
     now = datetime.now(UTC)
     upsert = _UPSERTS[connection.dialect.name](Channel)
-    # Creating the channel and taking the next seq is one statement, whose row
-    # lock makes concurrent senders of the channel wait for each other.
-    seq = connection.execute(
-        upsert.values(name=channel, last_seq=1, last_message_at=now)
-        .on_conflict_do_update(
-            index_elements=[Channel.name],
-            set_={"last_seq": Channel.last_seq + 1, "last_message_at": now},
+    positions = {}
+    for index, (channel, _, _) in enumerate(pending):
+        positions.setdefault(channel, []).append(index)
+    seqs = [0] * len(pending)
+    for channel, indexes in positions.items():
+        # Creating the channel and taking the next seqs is one statement,
+        # whose row lock makes concurrent writers of the channel take turns.
+        last = connection.execute(
+            upsert.values(name=channel, last_seq=len(indexes), last_message_at=now)
+            .on_conflict_do_update(
+                index_elements=[Channel.name],
+                set_={
+                    "last_seq": Channel.last_seq + len(indexes),
+                    "last_message_at": now,
+                },
+            )
+            .returning(Channel.last_seq)
+        ).scalar_one()
+        for offset, index in enumerate(indexes):
+            seqs[index] = last - len(indexes) + 1 + offset
+    rows = [
+        {
+            "channel": channel,
+            "seq": seq,
+            "body": body,
+            "author": author,
+            "created_at": now,
+        }
+        for (channel, body, author), seq in zip(pending, seqs)
+    ]
+    ids = connection.execute(
+        insert(Message).returning(Message.id, sort_by_parameter_order=True), rows
+    ).scalars()
+    for channel, indexes in positions.items():
+        newest = seqs[indexes[-1]]
+        connection.execute(
+            delete(Message).where(
+                Message.channel == channel, Message.seq <= newest - limit
+            )
         )
-        .returning(Channel.last_seq)
-    ).scalar_one()
-    message_id = connection.execute(
-        insert(Message)
-        .values(channel=channel, seq=seq, body=body, author=author, created_at=now)
-        .returning(Message.id)
-    ).scalar_one()
-    connection.execute(
-        delete(Message).where(Message.channel == channel, Message.seq <= seq - limit)
-    )
-    return _as_event(message_id, seq, channel, body, author, now)
+    return [
+        _as_event(
+            message_id, row["seq"], row["channel"], row["body"], row["author"], now
+        )
+        for message_id, row in zip(ids, rows)
+    ]
 
 
 def history(channel, since=None):

@@ -1,0 +1,111 @@
+"""Group commit (app.batches): concurrent callers share one write."""
+
+import contextlib
+import threading
+import time
+
+import pytest
+
+from app.batches import Batcher, BatcherPool
+
+
+def run_concurrently(batcher, items):
+    results, errors = {}, {}
+    start = threading.Barrier(len(items))
+
+    def submit(item):
+        start.wait()
+        try:
+            results[item] = batcher.submit(item)
+        except Exception as error:
+            errors[item] = error
+
+    threads = [threading.Thread(target=submit, args=(item,)) for item in items]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results, errors
+
+
+def test_a_lone_caller_gets_its_result():
+    batcher = Batcher(lambda items: [item * 2 for item in items])
+
+    assert batcher.submit(21) == 42
+
+
+def test_concurrent_callers_share_writes_and_get_their_own_results():
+    batches = []
+
+    def write(items):
+        batches.append(list(items))
+        time.sleep(0.02)  # a commit takes a while; others queue meanwhile
+        return [f"stored {item}" for item in items]
+
+    results, errors = run_concurrently(Batcher(write), list(range(40)))
+
+    assert errors == {}
+    assert results == {item: f"stored {item}" for item in range(40)}
+    assert sorted(item for batch in batches for item in batch) == list(range(40))
+    assert len(batches) < 40
+
+
+def test_a_failed_write_fails_every_caller_of_its_batch():
+    def write(items):
+        raise RuntimeError("disk full")
+
+    results, errors = run_concurrently(Batcher(write), list(range(5)))
+
+    assert results == {}
+    assert {str(error) for error in errors.values()} == {"disk full"}
+
+
+def test_batches_hold_at_most_max_size():
+    sizes = []
+
+    def write(items):
+        sizes.append(len(items))
+        time.sleep(0.01)
+        return items
+
+    results, _ = run_concurrently(Batcher(write, max_size=3), list(range(12)))
+
+    assert len(results) == 12
+    assert max(sizes) <= 3
+
+
+@pytest.mark.parametrize("failing", [True, False])
+def test_the_next_batch_is_written_after_a_failure_or_success(failing):
+    calls = []
+
+    def write(items):
+        calls.append(items)
+        if failing and len(calls) == 1:
+            raise RuntimeError("once")
+        return items
+
+    batcher = Batcher(write)
+    with pytest.raises(RuntimeError) if failing else contextlib.nullcontext():
+        batcher.submit("first")
+
+    assert batcher.submit("second") == "second"
+
+
+def test_a_slow_key_holds_up_only_its_own_callers():
+    release = threading.Event()
+
+    def write(items):
+        if items[0].startswith("slow"):
+            release.wait(timeout=10)
+        return items
+
+    pool = BatcherPool(write)
+    slow = threading.Thread(target=pool.submit, args=("slow", "slow item"))
+    slow.start()
+    time.sleep(0.05)
+
+    assert pool.submit("fast", "fast item") == "fast item"
+    assert slow.is_alive()
+    release.set()
+    slow.join(timeout=10)
+    assert pool._batchers == {}  # idle batchers are dropped
