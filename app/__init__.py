@@ -12,7 +12,8 @@ from app.delivery import ChatManager, ChatRedisManager
 from app.errors import ChatError
 from app.extensions import database_options, db, migrate, socketio
 from app.presence import LocalPresence, RedisPresence
-from app.packets import FrameGuard, TolerantJSON, TolerantPacket
+from app.transport import WebSocketTransport
+from app.packets import TolerantJSON, TolerantPacket
 from app.sockets import ChatNamespace
 from config import BASE_DIR, DEV_SECRET_KEY, config_from_env
 
@@ -31,7 +32,7 @@ def create_app(config_class=None):
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
-    register_socket_events()
+    register_socket_events(app)
     register_commands(app)
     return app
 
@@ -66,7 +67,7 @@ def register_extensions(app):
         # Handlers use no Flask session; skip copying it for every event.
         manage_session=False,
     )
-    app.wsgi_app = FrameGuard(app.wsgi_app)
+    app.wsgi_app = WebSocketTransport(app.wsgi_app)
     broadcast.init_app(app, socketio)
     app.extensions["chat_presence"] = _presence_store(app.config)
     app.extensions["chat_writer"] = BatcherPool(chat.write_messages)
@@ -115,6 +116,6 @@ def register_commands(app):
     app.cli.add_command(chat_cli)
 
 
-def register_socket_events():
+def register_socket_events(app):
     """Serve the chat's events on the default namespace."""
-    socketio.on_namespace(ChatNamespace("/"))
+    socketio.on_namespace(ChatNamespace("/", app))

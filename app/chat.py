@@ -40,14 +40,16 @@ def post_message(channel, message, author=None):
     """Store a message, prune its channel to the newest N, then broadcast it.
 
     Returns the message as every member receives it, once it is committed.
-    Messages posted to a channel at the same moment share a transaction
-    (app.batches).
+    Messages posted at the same moment share a transaction (app.batches).
     """
     channel = rules.channel_name(channel)
     body = rules.message_text(message, current_app.config["CHAT_MAX_MESSAGE_LENGTH"])
     author = rules.display_name(author)
-    writer = current_app.extensions["chat_writer"]
-    return writer.submit(channel, (channel, body, author))
+    # PostgreSQL writes channels side by side, so one slow channel must not
+    # hold up the others; SQLite writes one transaction at a time, blocking
+    # the process meanwhile, so there every channel shares each batch.
+    batch = channel if db.engine.dialect.name == "postgresql" else None
+    return current_app.extensions["chat_writer"].submit(batch, (channel, body, author))
 
 
 def write_messages(pending):

@@ -3,12 +3,12 @@
 python-socketio raises (and logs a traceback) when a client sends broken
 JSON, an event that is not a list starting with a name, or an unknown packet
 type; Engine.IO does the same for a WebSocket frame that is not Engine.IO at
-all. The classes here turn all of those into a `malformed` event, which the
-chat namespace answers with a `chat_error` to the sender alone.
+all (see app.transport). TolerantPacket turns all of those into a
+`malformed` event, which the chat namespace answers with a `chat_error` to
+the sender alone.
 """
 
 import json
-import re
 
 from socketio import packet
 
@@ -43,6 +43,9 @@ class TolerantJSON:
 class TolerantPacket(packet.Packet):
     """A packet that decodes anything a client sends into something handled."""
 
+    # The chat sends no binary data: skip searching every outgoing payload.
+    uses_binary_events = False
+
     def __init__(self, *args, encoded_packet=None, **kwargs):
         super().__init__(*args, encoded_packet=encoded_packet, **kwargs)
         if encoded_packet is not None and not encoded_packet:
@@ -69,36 +72,3 @@ class TolerantPacket(packet.Packet):
 
 def _is_event(data):
     return isinstance(data, list) and bool(data) and isinstance(data[0], str)
-
-
-# An Engine.IO frame: a packet type digit, or 'b' and base64 for binary.
-_ENGINEIO_FRAME = re.compile(r"[0-6b]")
-# An Engine.IO message whose Socket.IO packet fails to decode, on purpose.
-_MALFORMED_FRAME = "4" + MALFORMED
-
-
-class FrameGuard:
-    """WSGI middleware: WebSocket text frames that are not Engine.IO frames
-    reach Socket.IO as an undecodable packet, which TolerantPacket reports."""
-
-    def __init__(self, app):
-        self.app = app
-
-    def __call__(self, environ, start_response):
-        if "wsgi.websocket" in environ:
-            environ["wsgi.websocket"] = _GuardedWebSocket(environ["wsgi.websocket"])
-        return self.app(environ, start_response)
-
-
-class _GuardedWebSocket:
-    def __init__(self, websocket):
-        self._websocket = websocket
-
-    def __getattr__(self, name):
-        return getattr(self._websocket, name)
-
-    def receive(self):
-        frame = self._websocket.receive()
-        if isinstance(frame, str) and not _ENGINEIO_FRAME.match(frame):
-            return _MALFORMED_FRAME
-        return frame

@@ -4,6 +4,7 @@ Each function takes a value as it arrived (any JSON type, or None) and returns
 it in canonical form, or raises ChatError saying what is wrong with it.
 """
 
+import functools
 import random
 import re
 import unicodedata
@@ -30,6 +31,11 @@ def channel_name(value):
     """A channel name: 1-64 Unicode letters, digits, '-', '_' or '.', in NFC."""
     if not isinstance(value, str):
         raise ChatError("invalid_channel", "channel must be a string")
+    return _valid_channel_name(value)
+
+
+@functools.lru_cache(maxsize=4096)  # every event names a channel, mostly the same
+def _valid_channel_name(value):
     name = unicodedata.normalize("NFC", value)
     if not 1 <= len(name) <= CHANNEL_MAX_LENGTH:
         raise ChatError(

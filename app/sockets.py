@@ -7,15 +7,7 @@ whenever it refuses the event, so clients without acks learn why too.
 
 from functools import wraps
 
-from flask import request
-from flask_socketio import (
-    ConnectionRefusedError,
-    Namespace,
-    emit,
-    join_room,
-    leave_room,
-    rooms,
-)
+from flask_socketio import ConnectionRefusedError, Namespace
 
 from app import chat, presence, rules
 from app.broadcast import broadcaster, room_of
@@ -27,20 +19,43 @@ def answered(handler):
     event = handler.__name__.removeprefix("on_")
 
     @wraps(handler)
-    def answer(self, *args):
+    def answer(self, sid, *args):
         try:
-            return handler(self, *args[:1])
+            return handler(self, sid, *args[:1])
         except ChatError as error:
-            emit("chat_error", {"event": event, **error.as_dict()})
+            self.tell(sid, "chat_error", {"event": event, **error.as_dict()})
             return {"ok": False, **error.as_dict()}
 
     return answer
 
 
 class ChatNamespace(Namespace):
-    """The chat's events: join, send_message, typing and leave."""
+    """The chat's events: join, send_message, typing and leave.
 
-    def on_connect(self, auth=None):
+    Handlers take the sender's sid as their first argument and run in an
+    application context. Flask-SocketIO would build a whole request context
+    for every event, URL matching included, which none of them needs.
+    """
+
+    def __init__(self, namespace, app):
+        super().__init__(namespace)
+        self.app = app
+
+    def trigger_event(self, event, *args):
+        """Call on_<event>(sid, ...) in the app's context, if there is one."""
+        handler = getattr(self, f"on_{event}", None)
+        if handler is None:
+            return None
+        with self.app.app_context():
+            return handler(*args)
+
+    def tell(self, sid, event, data):
+        """Send an event to one connection of this process."""
+        self.server.emit(
+            event, data, to=sid, namespace=self.namespace, ignore_queue=True
+        )
+
+    def on_connect(self, sid, environ, auth=None):
         """A page connects, optionally with `auth: {name}`, its display name.
 
         Without a name it gets a readable guest name. An invalid name refuses
@@ -53,14 +68,14 @@ class ChatNamespace(Namespace):
             )
         except ChatError as error:
             raise ConnectionRefusedError(error.message, error.as_dict()) from None
-        presence.connect(request.sid, name or rules.guest_name())
+        presence.connect(sid, name or rules.guest_name())
 
-    def on_disconnect(self, reason=None):
+    def on_disconnect(self, sid, reason=None):
         """The connection ended: the member leaves every channel it was in."""
-        presence.disconnect(request.sid)
+        presence.disconnect(sid)
 
     @answered
-    def on_join(self, payload=None):
+    def on_join(self, sid, payload=None):
         """A page sends `join {channel, since?, name?}` on every (re)connect.
 
         The joiner alone gets the retained messages after `since`, oldest
@@ -72,71 +87,70 @@ class ChatNamespace(Namespace):
         since = rules.since_seq(fields.get("since"))
         name = rules.display_name(fields.get("name"))
         if name:
-            presence.connect(request.sid, name)
+            presence.connect(sid, name)
         # Join, and hold live messages, before reading: a message committed
         # meanwhile then arrives after the history, once, not lost between.
-        join_room(room_of(channel))
+        self.enter_room(sid, room_of(channel))
         members = broadcaster()
-        members.hold(request.sid, channel)
+        members.hold(sid, channel)
         try:
             found = chat.history(channel, since)
         except ChatError:
-            leave_room(room_of(channel))
+            self.leave_room(sid, room_of(channel))
             raise
-        members.replay(request.sid, channel, found.messages, found.last_seq)
-        present = presence.enter(channel, request.sid)
+        members.replay(sid, channel, found.messages, found.last_seq)
+        present = presence.enter(channel, sid)
         return {
             "ok": True,
             "channel": channel,
             "last_seq": found.last_seq,
             "recovered": found.recovered,
-            "name": self._name(),
+            "name": presence.name_of(sid),
             "count": present["count"],
             "members": present["members"],
         }
 
     @answered
-    def on_send_message(self, payload=None):
+    def on_send_message(self, sid, payload=None):
         """A member sends `send_message {channel, message}` from the page's form.
 
         Acked with the stored message's id and seq, after it is committed.
         """
         fields = rules.fields(payload)
-        channel = self._joined(fields.get("channel"))
-        stored = chat.post_message(channel, fields.get("message"), self._name())
+        channel = self._joined(sid, fields.get("channel"))
+        stored = chat.post_message(
+            channel, fields.get("message"), presence.name_of(sid)
+        )
         return {"ok": True, "id": stored["id"], "seq": stored["seq"]}
 
     @answered
-    def on_typing(self, payload=None):
+    def on_typing(self, sid, payload=None):
         """A member's page sends `typing {channel}` while its person types.
 
         The other members get `typing {channel, author}`, at most once per
         CHAT_TYPING_INTERVAL per member; notices in between are dropped.
         """
-        channel = self._joined(rules.fields(payload).get("channel"))
-        if presence.may_type(channel, request.sid):
-            presence.typing(channel, request.sid, self._name())
+        channel = self._joined(sid, rules.fields(payload).get("channel"))
+        if presence.may_type(channel, sid):
+            presence.typing(channel, sid, presence.name_of(sid))
         return {"ok": True}
 
     @answered
-    def on_leave(self, payload=None):
+    def on_leave(self, sid, payload=None):
         """A member sends `leave {channel}` to stop receiving a channel."""
         channel = rules.channel_name(rules.fields(payload).get("channel"))
-        leave_room(room_of(channel))
-        presence.leave(channel, request.sid)
+        self.leave_room(sid, room_of(channel))
+        presence.leave(channel, sid)
         return {"ok": True}
 
     @answered
-    def on_malformed(self, payload=None):
+    def on_malformed(self, sid, payload=None):
         """Stands for any packet that could not be decoded (see app.packets)."""
         raise ChatError("invalid_payload", "packet is not a valid Socket.IO event")
 
-    def _joined(self, value):
+    def _joined(self, sid, value):
         """A valid channel name this socket has joined, or `not_joined`."""
         channel = rules.channel_name(value)
-        if room_of(channel) not in rooms():
+        if room_of(channel) not in self.rooms(sid):
             raise ChatError("not_joined", f"join {channel!r} before sending to it")
         return channel
-
-    def _name(self):
-        return presence.name_of(request.sid)
