@@ -6,14 +6,14 @@ the broadcast happens only after it commits.
 """
 
 import hashlib
+from collections import Counter
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import current_app
-from sqlalchemy import delete, func, insert, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from app import rules
@@ -23,7 +23,6 @@ from app.extensions import db
 from app.models import Channel, Message
 
 log = logging.getLogger(__name__)
-_UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 @dataclass(frozen=True)
@@ -104,60 +103,62 @@ def _lock_key(channel):
     return int.from_bytes(digest, "big", signed=True)
 
 
+# The hot path's statements, written once in the SQL that SQLite and
+# PostgreSQL share: compiling them from expressions on every call cost more
+# than running them.
+_NEXT_SEQS = text(
+    "INSERT INTO channels (name, last_seq, last_message_at)"
+    " VALUES (:channel, :count, :now)"
+    " ON CONFLICT (name) DO UPDATE"
+    " SET last_seq = channels.last_seq + :count, last_message_at = :now"
+    " RETURNING last_seq"
+).bindparams(bindparam("now", type_=Channel.last_message_at.type))
+_INSERT = insert(Message).returning(Message.id, Message.channel, Message.seq)
+_PRUNE = text("DELETE FROM messages WHERE channel = :channel AND seq <= :oldest")
+
+
 def _store(connection, pending, limit):
     """Number, insert and prune in the open transaction.
 
-    Per channel of the batch: one upsert that takes as many seqs as it has
-    messages, and one prune; then one insert of every message. None of them
-    scans a channel or the table, so the cost does not grow with stored rows.
+    Per channel of the batch: one upsert that creates the channel or takes as
+    many seqs as it has messages (its row lock makes concurrent writers of
+    the channel take turns), and one prune; then one insert of every message.
+    None of them scans a channel or the table, so the cost does not grow with
+    the number of stored rows.
     """
     now = datetime.now(UTC)
-    upsert = _UPSERTS[connection.dialect.name](Channel)
-    positions = {}
-    for index, (channel, _, _) in enumerate(pending):
-        positions.setdefault(channel, []).append(index)
-    seqs = [0] * len(pending)
-    for channel, indexes in positions.items():
-        # Creating the channel and taking the next seqs is one statement,
-        # whose row lock makes concurrent writers of the channel take turns.
-        last = connection.execute(
-            upsert.values(name=channel, last_seq=len(indexes), last_message_at=now)
-            .on_conflict_do_update(
-                index_elements=[Channel.name],
-                set_={
-                    "last_seq": Channel.last_seq + len(indexes),
-                    "last_message_at": now,
-                },
-            )
-            .returning(Channel.last_seq)
+    counts = Counter(channel for channel, _, _ in pending)
+    next_seq, newest = {}, {}
+    for channel, count in counts.items():
+        newest[channel] = connection.execute(
+            _NEXT_SEQS, {"channel": channel, "count": count, "now": now}
         ).scalar_one()
-        for offset, index in enumerate(indexes):
-            seqs[index] = last - len(indexes) + 1 + offset
-    rows = [
-        {
-            "channel": channel,
-            "seq": seq,
-            "body": body,
-            "author": author,
-            "created_at": now,
-        }
-        for (channel, body, author), seq in zip(pending, seqs)
-    ]
-    ids = connection.execute(
-        insert(Message).returning(Message.id, sort_by_parameter_order=True), rows
-    ).scalars()
-    for channel, indexes in positions.items():
-        newest = seqs[indexes[-1]]
-        connection.execute(
-            delete(Message).where(
-                Message.channel == channel, Message.seq <= newest - limit
-            )
+        next_seq[channel] = newest[channel] - count + 1
+    rows = []
+    for channel, body, author in pending:
+        rows.append(
+            {
+                "channel": channel,
+                "seq": next_seq[channel],
+                "body": body,
+                "author": author,
+                "created_at": now,
+            }
         )
+        next_seq[channel] += 1
+    ids = {(row.channel, row.seq): row.id for row in connection.execute(_INSERT, rows)}
+    for channel, last in newest.items():
+        connection.execute(_PRUNE, {"channel": channel, "oldest": last - limit})
     return [
         _as_event(
-            message_id, row["seq"], row["channel"], row["body"], row["author"], now
+            ids[row["channel"], row["seq"]],
+            row["seq"],
+            row["channel"],
+            row["body"],
+            row["author"],
+            now,
         )
-        for message_id, row in zip(ids, rows)
+        for row in rows
     ]
 
 

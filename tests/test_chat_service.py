@@ -105,3 +105,29 @@ def test_active_channels_count_retained_messages(broadcasts):
 @pytest.mark.usefixtures("context")
 def test_database_answers(app):
     assert chat.database_answers() is True
+
+
+@pytest.mark.usefixtures("context")
+def test_a_batch_larger_than_the_limit_keeps_only_the_newest(broadcasts):
+    pending = [("lobby", f"m{number}", None) for number in range(25)]
+
+    stored = chat.write_messages(pending)
+
+    assert [m["seq"] for m in stored] == list(range(1, 26))
+    assert [m["seq"] for m in chat.history("lobby").messages] == list(range(16, 26))
+    assert [m["seq"] for m in broadcasts] == list(range(1, 26))
+
+
+@pytest.mark.usefixtures("context")
+def test_a_batch_numbers_each_channel_in_order(broadcasts):
+    pending = [(channel, "hi", None) for channel in "abab"]
+
+    stored = chat.write_messages(pending)
+
+    assert [(m["channel"], m["seq"]) for m in stored] == [
+        ("a", 1),
+        ("b", 1),
+        ("a", 2),
+        ("b", 2),
+    ]
+    assert len({m["id"] for m in stored}) == 4
