@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: install test-packages migrate run serve test lint format clean
+.PHONY: install test-packages migrate run serve bench test lint format clean
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed benchmarks/node_modules/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test-packages:
 		echo "Install Debian's $(TEST_PACKAGES) for the browser and nginx tests"; \
 	fi
 
+benchmarks/node_modules/.installed: benchmarks/package.json benchmarks/package-lock.json
+	cd benchmarks && npm ci --no-audit --no-fund
+	touch $@
+
 migrate: install  ## bring the database schema up to date
 	$(BIN)/flask db upgrade
 
@@ -41,6 +45,9 @@ run: migrate  ## serve the chat on HOST:PORT (SQLite, one process)
 serve: export CHAT_ENV = production
 serve: migrate  ## production server: gunicorn + gevent-websocket, one process
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+bench: install  ## benchmarks against the Node socket.io yardstick
+	$(BIN)/python benchmarks/run.py --rounds 3
 
 lint: install  ## formatter and linter
 	$(BIN)/black --check --quiet .
@@ -53,4 +60,4 @@ test: install lint test-packages  ## every test
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) node_modules instance .pytest_cache
+	rm -rf $(VENV) node_modules benchmarks/node_modules benchmarks/.peer instance .pytest_cache

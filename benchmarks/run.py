@@ -1,0 +1,446 @@
+"""`make bench`: the chat against the Node socket.io yardstick, in one run.
+
+Each round starts each server afresh (the chat as `make serve` runs it: one
+gunicorn process on SQLite; the yardstick: ../shared/bench/peer), alternating
+which goes first, and drives it with benchmarks/load.js:
+
+  (a) burst:        100 clients in 10 channels each send 100 messages at once
+  (b) latency:      500 messages/s for 5 s; end-to-end latency per delivery
+  (c) connections:  10,000 WebSocket clients; connect time, server RSS per
+                    connection, fan-out of one message to 1,000 members
+  (d) storage:      store + number + prune with 1 thousand vs 1 million
+                    messages stored in other channels (benchmarks/storage.py)
+
+Prints medians over the rounds and project/peer ratios, and writes them with
+the machine's description to benchmarks/README.md, and the latency
+distributions to benchmarks/latency.png.
+
+    python benchmarks/run.py [--rounds 3] [--quick] [--output PATH] [--plot PATH]
+
+--quick runs every scenario tiny and once (what `make test` checks).
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PEER_SOURCE = ROOT.parent / "shared" / "bench" / "peer"
+PEER_BUILD = HERE / ".peer"
+BIN = Path(sys.executable).parent
+
+FULL = {
+    "burst": ["--clients", "100", "--channels", "10", "--messages", "100"],
+    "latency": [
+        "--clients",
+        "100",
+        "--channels",
+        "10",
+        "--rate",
+        "500",
+        "--duration",
+        "5",
+    ],
+    "connections": ["--clients", "10000", "--channel-size", "1000"],
+    "storage": ["--ops", "500", "--sizes", "1000", "1000000"],
+}
+QUICK = {
+    "burst": ["--clients", "10", "--channels", "2", "--messages", "10"],
+    "latency": [
+        "--clients",
+        "10",
+        "--channels",
+        "2",
+        "--rate",
+        "50",
+        "--duration",
+        "1",
+    ],
+    "connections": ["--clients", "60", "--channel-size", "20"],
+    "storage": ["--ops", "20", "--sizes", "100", "1000"],
+}
+TARGETS = {
+    "delivered_per_s": "≥ 1.0× peer",
+    "p99_ms": "≤ 1.5× peer",
+    "rss_per_connection_kb": "≤ 30 KB",
+    "storage_ratio": "≤ 1.2×",
+}
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(url, process, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url}: no answer")
+
+
+def rss_kb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Project:
+    """The chat as `make serve` runs it: gunicorn, one process, SQLite."""
+
+    name = "project"
+
+    def start(self, workdir):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "CHAT_ENV": "production",
+            "SECRET_KEY": "benchmark-secret-key-0123456789",
+            "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
+            "PORT": str(self.port),
+        }
+        subprocess.run(
+            [BIN / "flask", "--app", "app", "db", "upgrade"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        self.log = open(workdir / "project.log", "wb")
+        self.process = subprocess.Popen(
+            [BIN / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=self.log,
+        )
+        wait_for(f"{self.url}/healthz", self.process)
+
+    @property
+    def serving_pid(self):
+        """The gunicorn worker, which holds the connections."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return int(children.read_text().split()[0])
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+class Peer:
+    """The yardstick: Node's socket.io server, history in memory."""
+
+    name = "peer"
+
+    def start(self, workdir):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            ["node", "server.js", str(self.port), "10"],
+            cwd=PEER_BUILD,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(f"{self.url}/socket.io/?EIO=4&transport=polling", self.process)
+
+    @property
+    def serving_pid(self):
+        return self.process.pid
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def install_peer():
+    """Copy the yardstick beside the benchmarks and install its packages."""
+    if not PEER_SOURCE.exists():
+        raise SystemExit(f"the yardstick is missing: {PEER_SOURCE}")
+    PEER_BUILD.mkdir(exist_ok=True)
+    for name in ("server.js", "package.json", "package-lock.json"):
+        shutil.copy(PEER_SOURCE / name, PEER_BUILD / name)
+    if not (PEER_BUILD / "node_modules").exists():
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=PEER_BUILD,
+            check=True,
+            capture_output=True,
+        )
+
+
+def load(scenario, url, options, extra=()):
+    """Run one load.js scenario; its JSON result."""
+    done = subprocess.run(
+        ["node", "load.js", scenario, "--url", url, *options, *extra],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["exit"] = done.returncode
+    return result
+
+
+def connections(server, options):
+    """Scenario (c), holding the connections while the server's RSS is read."""
+    before = rss_kb(server.serving_pid)
+    process = subprocess.Popen(
+        ["node", "load.js", "connections", "--url", server.url, "--hold", *options],
+        cwd=HERE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    result = json.loads(process.stdout.readline())
+    time.sleep(1)  # let the server settle before reading its memory
+    after = rss_kb(server.serving_pid)
+    process.stdin.write("\n")
+    process.stdin.close()
+    result["exit"] = process.wait(timeout=120)
+    connected = max(result.get("connected", 0), 1)
+    result["rss_before_kb"], result["rss_after_kb"] = before, after
+    result["rss_per_connection_kb"] = round((after - before) / connected, 2)
+    return result
+
+
+def run_round(server, sizes, workdir, latencies):
+    server.start(workdir)
+    try:
+        latency_file = workdir / f"{server.name}-latencies.txt"
+        results = {
+            "burst": load("burst", server.url, sizes["burst"]),
+            "latency": load(
+                "latency",
+                server.url,
+                sizes["latency"],
+                ["--latencies-file", str(latency_file)],
+            ),
+            "connections": connections(server, sizes["connections"]),
+        }
+        latencies[server.name].extend(
+            float(line) for line in latency_file.read_text().split()
+        )
+        return results
+    finally:
+        server.stop()
+
+
+def storage(sizes, rounds):
+    done = subprocess.run(
+        [
+            sys.executable,
+            HERE / "storage.py",
+            "--rounds",
+            str(rounds),
+            *sizes["storage"],
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def median_of(rounds, scenario, field):
+    values = [result[scenario][field] for result in rounds if field in result[scenario]]
+    return statistics.median(values) if values else None
+
+
+def summarise(rounds, storage_result):
+    """Medians per server, ratios project/peer, and whether all verified."""
+    fields = [
+        ("burst", "delivered_per_s", "(a) delivered messages/s"),
+        ("latency", "p50_ms", "(b) latency p50 ms"),
+        ("latency", "p99_ms", "(b) latency p99 ms"),
+        ("latency", "max_ms", "(b) latency max ms"),
+        ("connections", "connect_s", "(c) connect all, s"),
+        ("connections", "connect_errors", "(c) connect errors"),
+        ("connections", "rss_per_connection_kb", "(c) server RSS per connection, KB"),
+        ("connections", "fanout_ms", "(c) fan-out to the big channel, ms"),
+    ]
+    rows = []
+    for scenario, field, label in fields:
+        project = median_of(rounds["project"], scenario, field)
+        peer = median_of(rounds["peer"], scenario, field)
+        ratio = project / peer if project is not None and peer else None
+        rows.append(
+            {
+                "label": label,
+                "field": field,
+                "project": project,
+                "peer": peer,
+                "ratio": ratio,
+            }
+        )
+    sizes = {
+        int(size): statistics.median(values)
+        for size, values in storage_result["rounds_us"].items()
+    }
+    small, large = sorted(sizes)
+    rows.append(
+        {
+            "label": f"(d) store+number+prune, µs, {small:,} vs {large:,} stored",
+            "field": "storage_ratio",
+            "project": f"{sizes[small]:.0f} / {sizes[large]:.0f}",
+            "peer": None,
+            "ratio": sizes[large] / sizes[small],
+        }
+    )
+    verified = all(
+        result[scenario].get("ok") and result[scenario]["exit"] == 0
+        for name in rounds
+        for result in rounds[name]
+        for scenario in result
+    )
+    return rows, verified
+
+
+def fmt(value):
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
+
+
+def table(rows):
+    lines = [
+        "| measure | project | peer | project/peer | target |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ratio = f"{row['ratio']:.2f}×" if row["ratio"] is not None else "–"
+        target = TARGETS.get(row["field"], "")
+        cells = [row["label"], fmt(row["project"]), fmt(row["peer"]), ratio, target]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine():
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = next(
+        line.split(":", 1)[1].strip()
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    node = subprocess.run(
+        ["node", "--version"], capture_output=True, text=True
+    ).stdout.strip()
+    return (
+        f"{os.cpu_count()} × {cpu}, {memory} memory, {platform.system()} "
+        f"{platform.release()}; Python {platform.python_version()}, Node {node}"
+    )
+
+
+def plot(latencies, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    for name, values in latencies.items():
+        if not values:
+            continue
+        ordered = sorted(values)
+        share = [(index + 1) / len(ordered) for index in range(len(ordered))]
+        axes.plot(ordered, share, label=f"{name} (n={len(ordered):,})")
+    axes.set_xscale("log")
+    axes.set_xlabel("end-to-end latency per delivery, ms (log)")
+    axes.set_ylabel("share of deliveries at or below")
+    axes.set_title("(b) 500 messages/s, 100 clients in 10 channels")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def write_report(path, rows, verified, rounds_count, plot_name):
+    text = (HERE / "README.md").read_text() if path == HERE / "README.md" else ""
+    marker = "<!-- results -->"
+    head = text.split(marker)[0] if marker in text else text
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    checked = (
+        "verified (nothing lost, doubled or out of order)"
+        if verified
+        else "NOT verified: see the JSON output"
+    )
+    results = (
+        f"{marker}\n## Results\n\n"
+        f"Measured {when} on {machine()}; medians of {rounds_count} "
+        f"alternating rounds; every run {checked}.\n\n"
+        f"{table(rows)}\n\n![latency distributions]({plot_name})\n"
+    )
+    Path(path).write_text(head.rstrip() + "\n\n" + results if head else results)
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description="Benchmark the chat against the yardstick."
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round")
+    parser.add_argument("--output", type=Path, default=HERE / "README.md")
+    parser.add_argument("--plot", type=Path, default=HERE / "latency.png")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    rounds_count = 1 if args.quick else args.rounds
+    install_peer()
+    servers = [Project(), Peer()]
+    rounds = {server.name: [] for server in servers}
+    latencies = {server.name: [] for server in servers}
+    with tempfile.TemporaryDirectory() as folder:
+        for number in range(rounds_count):
+            order = servers if number % 2 == 0 else servers[::-1]
+            for server in order:
+                workdir = Path(folder) / f"{server.name}-{number}"
+                workdir.mkdir()
+                print(f"round {number + 1}: {server.name}", file=sys.stderr, flush=True)
+                rounds[server.name].append(run_round(server, sizes, workdir, latencies))
+    storage_result = storage(sizes, rounds_count)
+    rows, verified = summarise(rounds, storage_result)
+    print(table(rows))
+    plot(latencies, args.plot)
+    write_report(args.output, rows, verified, rounds_count, args.plot.name)
+    print(
+        json.dumps({"verified": verified, "rounds": rounds, "storage": storage_result})
+    )
+    return 0 if verified else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
