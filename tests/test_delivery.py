@@ -87,3 +87,17 @@ def test_leaving_forgets_the_position(app, joining):
     socketio.server.manager.leave_room(sid, "/", room_of("lobby"))
 
     assert (sid, room_of("lobby")) not in socketio.server.manager.positions
+
+
+def test_disconnect_leaves_every_room_and_forgets_the_member(app, connect):
+    member = connect()
+    member.join("lobby")
+    member.join("elsewhere")
+    manager = socketio.server.manager
+    sid = manager.sid_from_eio_sid(member.client.eio_sid, "/")
+
+    member.client.disconnect()
+
+    assert (("/", sid)) not in manager.rooms_of
+    assert all(sid not in room for room in manager.rooms.get("/", {}).values())
+    assert not manager.is_connected(sid, "/")
