@@ -17,6 +17,8 @@ from engineio import packet as eio_packet
 from socketio import Manager, RedisManager
 from socketio.packet import EVENT
 
+from app.transport import text_frame, websocket_of
+
 MESSAGE_EVENT = "message"
 
 
@@ -38,8 +40,12 @@ class OrderedMessages:
         self.deliver_message(message, room, namespace)
 
     def deliver_message(self, message, room, namespace="/"):
-        """Send a message to this process's members of the room, each once."""
-        frame = self._frame(message, namespace)
+        """Send a message to this process's members of the room, each once.
+
+        Members connected by WebSocket get the same wire frame, built once,
+        written straight to their socket; others go through Engine.IO.
+        """
+        frame = _Frame(self._frame(message, namespace))
         seq = message["seq"]
         for sid, eio_sid in self.get_participants(namespace, room):
             position = self.positions.get((sid, room))
@@ -47,7 +53,7 @@ class OrderedMessages:
                 position.append(message)
             elif position is None or seq > position:
                 self.positions[(sid, room)] = seq
-                self.server._send_eio_packet(eio_sid, frame)
+                self._send(eio_sid, frame)
 
     def hold(self, sid, room):
         """Hold live messages for a member whose history is about to be read."""
@@ -60,13 +66,24 @@ class OrderedMessages:
         eio_sid = self.eio_sid_from_sid(sid, namespace)
         position = last_seq
         for message in history:
-            self.server._send_eio_packet(eio_sid, self._frame(message, namespace))
+            self._send(eio_sid, _Frame(self._frame(message, namespace)))
             position = max(position, message["seq"])
         for message in sorted(held, key=lambda message: message["seq"]):
             if message["seq"] > position:
-                self.server._send_eio_packet(eio_sid, self._frame(message, namespace))
+                self._send(eio_sid, _Frame(self._frame(message, namespace)))
                 position = message["seq"]
         self.positions[(sid, room)] = position
+
+    def _send(self, eio_sid, frame):
+        """Write a message to a member's WebSocket, or hand it to Engine.IO.
+
+        Every message to a member takes the same path, so they stay in order.
+        """
+        websocket = websocket_of(self.server.environ.get(eio_sid))
+        if websocket is None:
+            self.server._send_eio_packet(eio_sid, frame.packet)
+        else:
+            websocket.write_frame(frame.wire())
 
     def _frame(self, message, namespace):
         """The Engine.IO frame of a `message` event, encoded once for everyone."""
@@ -100,6 +117,21 @@ class OrderedMessages:
                 sids.remove(sid)
                 if not sids:
                     del pending[namespace]
+
+
+class _Frame:
+    """A message's Engine.IO packet, and its WebSocket frame once needed."""
+
+    __slots__ = ("packet", "_wire")
+
+    def __init__(self, packet):
+        self.packet = packet
+        self._wire = None
+
+    def wire(self):
+        if self._wire is None:
+            self._wire = text_frame(self.packet.encode())
+        return self._wire
 
 
 class ChatManager(OrderedMessages, Manager):

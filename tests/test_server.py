@@ -139,3 +139,15 @@ def test_invalid_name_refuses_the_connection_with_a_reason(server):
     assert refusal["data"]["code"] == "invalid_name"
     assert refusal["message"] == refusal["data"]["message"]
     assert "Traceback" not in server.log()
+
+
+def test_invalid_utf8_closes_that_connection_without_a_traceback(server):
+    raw = raw_socket(server)
+
+    raw.send(b'42["join",{"channel":"\xff\xfe"}]', opcode=websocket.ABNF.OPCODE_TEXT)
+
+    with pytest.raises(websocket.WebSocketConnectionClosedException):
+        for _ in range(5):
+            next_event(raw)
+    assert raw_socket(server).connected  # the server goes on
+    assert "Traceback" not in server.log()
