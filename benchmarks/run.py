@@ -42,34 +42,16 @@ PEER_BUILD = HERE / ".peer"
 BIN = Path(sys.executable).parent
 
 FULL = {
-    "burst": ["--clients", "100", "--channels", "10", "--messages", "100"],
-    "latency": [
-        "--clients",
-        "100",
-        "--channels",
-        "10",
-        "--rate",
-        "500",
-        "--duration",
-        "5",
-    ],
-    "connections": ["--clients", "10000", "--channel-size", "1000"],
-    "storage": ["--ops", "500", "--sizes", "1000", "1000000"],
+    "burst": "--clients 100 --channels 10 --messages 100".split(),
+    "latency": "--clients 100 --channels 10 --rate 500 --duration 5".split(),
+    "connections": "--clients 10000 --channel-size 1000".split(),
+    "storage": "--ops 500 --sizes 1000 1000000".split(),
 }
 QUICK = {
-    "burst": ["--clients", "10", "--channels", "2", "--messages", "10"],
-    "latency": [
-        "--clients",
-        "10",
-        "--channels",
-        "2",
-        "--rate",
-        "50",
-        "--duration",
-        "1",
-    ],
-    "connections": ["--clients", "60", "--channel-size", "20"],
-    "storage": ["--ops", "20", "--sizes", "100", "1000"],
+    "burst": "--clients 10 --channels 2 --messages 10".split(),
+    "latency": "--clients 10 --channels 2 --rate 50 --duration 1".split(),
+    "connections": "--clients 60 --channel-size 20".split(),
+    "storage": "--ops 20 --sizes 100 1000".split(),
 }
 TARGETS = {
     "delivered_per_s": "≥ 1.0× peer",
