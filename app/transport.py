@@ -83,7 +83,7 @@ class CoalescingWebSocket:
             return
         self._pending.append(frame)
         if self._flusher is None:
-            self._flusher = gevent.spawn(self._flush)
+            self._flusher = gevent.spawn_raw(self._flush)
 
     def close(self, *args, **kwargs):
         """Write what is queued, then close."""

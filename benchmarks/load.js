@@ -359,6 +359,22 @@ function problemsOf({ failure, connectErrors, firstConnectError, traffic, totals
   return problems;
 }
 
+/** Adds the delivery checks of a traffic scenario to its result, and the verdict. */
+function trafficVerdict(result, { failure, pool, traffic, totals }) {
+  result.lost = totals?.lost ?? 0;
+  result.duplicated = totals?.duplicated ?? 0;
+  result.out_of_order = totals?.outOfOrder ?? 0;
+  result.connect_errors = pool.errors;
+  const problems = problemsOf({
+    failure,
+    connectErrors: pool.errors,
+    firstConnectError: pool.firstError,
+    traffic,
+    totals,
+  });
+  return withVerdict(result, problems);
+}
+
 function withVerdict(result, problems) {
   result.ok = problems.length === 0;
   if (!result.ok) result.error = problems.join("; ");
@@ -412,19 +428,8 @@ async function runBurst(opts, deadline) {
     elapsed_s: round(elapsed, 3),
     delivered_per_s: elapsed ? Math.round((totals?.deliveries ?? 0) / elapsed) : null,
     acks_failed: traffic?.acksFailed ?? 0,
-    lost: totals?.lost ?? 0,
-    duplicated: totals?.duplicated ?? 0,
-    out_of_order: totals?.outOfOrder ?? 0,
-    connect_errors: pool.errors,
   };
-  const problems = problemsOf({
-    failure,
-    connectErrors: pool.errors,
-    firstConnectError: pool.firstError,
-    traffic,
-    totals,
-  });
-  return withVerdict(result, problems);
+  return trafficVerdict(result, { failure, pool, traffic, totals });
 }
 
 // ---------------------------------------------------------------- latency
@@ -507,19 +512,8 @@ async function runLatency(opts, deadline) {
     p90_ms: round(percentile(measured, 0.9), 3),
     p99_ms: round(percentile(measured, 0.99), 3),
     max_ms: round(measured.length ? measured[measured.length - 1] : null, 3),
-    lost: totals?.lost ?? 0,
-    duplicated: totals?.duplicated ?? 0,
-    out_of_order: totals?.outOfOrder ?? 0,
-    connect_errors: pool.errors,
   };
-  const problems = problemsOf({
-    failure,
-    connectErrors: pool.errors,
-    firstConnectError: pool.firstError,
-    traffic,
-    totals,
-  });
-  return withVerdict(result, problems);
+  return trafficVerdict(result, { failure, pool, traffic, totals });
 }
 
 // ---------------------------------------------------------------- connections
