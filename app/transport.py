@@ -1,11 +1,14 @@
-"""The WebSocket under Engine.IO: guarded frames in, coalesced frames out.
+"""The transports under Engine.IO: guarded input, coalesced output.
 
 WebSocketTransport wraps the WebSocket that gevent-websocket hands each
-connection (in `python wsgi.py` and in gunicorn's worker alike):
+connection (in `python wsgi.py` and in gunicorn's worker alike), and the
+body of each long-polling POST:
 
-* A text frame that is not an Engine.IO frame at all reaches Socket.IO as an
-  undecodable packet, which app.packets reports as `malformed`, rather than
-  an exception in Engine.IO.
+* Input that is not Engine.IO at all (a WebSocket text frame, or a packet of
+  a polling body, that does not start with a packet type; a body that is not
+  UTF-8 or holds too many packets) reaches Socket.IO as an undecodable
+  packet, which app.packets reports as `malformed`, rather than as an
+  exception with a traceback in Engine.IO.
 * Frames queued one after another go out in one write when the sender
   next yields, so a member receiving a burst of messages costs one system
   call per burst rather than one per message. Engine.IO's writer queues its
@@ -13,6 +16,7 @@ connection (in `python wsgi.py` and in gunicorn's worker alike):
   built once, for every member of a channel.
 """
 
+import io
 import re
 import socket
 
@@ -25,6 +29,10 @@ from app.packets import MALFORMED
 _ENGINEIO_FRAME = re.compile(r"[0-6b]")
 # An Engine.IO message whose Socket.IO packet fails to decode, on purpose.
 _MALFORMED_FRAME = "4" + MALFORMED
+# Packets of a long-polling body are separated by the record separator.
+_SEPARATOR = "\x1e"
+# Engine.IO refuses (with a traceback) bodies of more packets than this.
+_MOST_PACKETS = 16
 
 
 class WebSocketTransport:
@@ -36,7 +44,30 @@ class WebSocketTransport:
     def __call__(self, environ, start_response):
         if "wsgi.websocket" in environ:
             environ["wsgi.websocket"] = CoalescingWebSocket(environ["wsgi.websocket"])
+        elif environ.get("REQUEST_METHOD") == "POST" and "transport=polling" in (
+            environ.get("QUERY_STRING") or ""
+        ):
+            _guard_polling_body(environ)
         return self.app(environ, start_response)
+
+
+def _guard_polling_body(environ):
+    """Replace what is not Engine.IO in a long-polling POST body."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return  # Engine.IO answers 400 itself
+    body = environ["wsgi.input"].read(length)
+    try:
+        packets = body.decode("utf-8").split(_SEPARATOR)
+    except UnicodeDecodeError:
+        packets = [_MALFORMED_FRAME]
+    if len(packets) > _MOST_PACKETS:
+        packets = [_MALFORMED_FRAME]
+    packets = [p if _ENGINEIO_FRAME.match(p) else _MALFORMED_FRAME for p in packets]
+    guarded = _SEPARATOR.join(packets).encode()
+    environ["wsgi.input"] = io.BytesIO(guarded)
+    environ["CONTENT_LENGTH"] = str(len(guarded))
 
 
 class CoalescingWebSocket:

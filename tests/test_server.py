@@ -151,3 +151,29 @@ def test_invalid_utf8_closes_that_connection_without_a_traceback(server):
             next_event(raw)
     assert raw_socket(server).connected  # the server goes on
     assert "Traceback" not in server.log()
+
+
+def polling_session(server):
+    """An Engine.IO long-polling session connected to namespace `/`."""
+    base = f"{server.url}/socket.io/?EIO=4&transport=polling"
+    opened = requests.get(base, timeout=10).text
+    sid = json.loads(opened[1:])["sid"]
+    url = f"{base}&sid={sid}"
+    requests.post(url, data="40", timeout=10)
+    assert requests.get(url, timeout=10).text.startswith("40")
+    return url
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"x", b"\xff\xfe", "\x1e".join(["42[]"] * 20).encode(), b"4\x1ex"],
+)
+def test_malformed_polling_bodies_get_a_chat_error(server, body):
+    url = polling_session(server)
+
+    requests.post(url, data=body, timeout=10)
+    answer = requests.get(url, timeout=10).text
+
+    assert '"chat_error"' in answer
+    assert "invalid_payload" in answer
+    assert "Traceback" not in server.log()
