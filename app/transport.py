@@ -76,7 +76,12 @@ class CoalescingWebSocket:
     def __init__(self, websocket):
         self._websocket = websocket
         self._pending = []
-        self._flusher = None
+        self._scheduled = False  # in the next tick's flush
+        self._draining = False  # a greenlet is writing what the socket refused
+        # The operating system's socket, for writes that must not block.
+        self._socket = getattr(
+            getattr(websocket.handler, "socket", None), "_sock", None
+        )
         # Each text message is decoded as UTF-8 anyway, which refuses invalid
         # input (closing with 1007) at C speed; gevent-websocket's check of
         # every frame in pure Python before that only costs time.
@@ -99,8 +104,8 @@ class CoalescingWebSocket:
         return frame
 
     def send(self, message, binary=None):
-        """Queue a text frame; a greenlet writes all queued frames at once
-        when the sender next yields."""
+        """Queue a text frame; all queued frames go out in one write when the
+        sender next yields."""
         if binary or not isinstance(message, str):
             self._flush_now()
             return self._websocket.send(message, binary)
@@ -113,19 +118,45 @@ class CoalescingWebSocket:
         if self._websocket.closed:
             return
         self._pending.append(frame)
-        if self._flusher is None:
-            self._flusher = gevent.spawn_raw(self._flush)
+        if not self._scheduled and not self._draining:
+            self._scheduled = True
+            _flush_next_tick(self)
 
     def close(self, *args, **kwargs):
         """Write what is queued, then close."""
         self._flush_now()
         return self._websocket.close(*args, **kwargs)
 
-    def _flush(self):
+    def _flush_without_blocking(self):
+        """Write what is queued as far as the socket takes it at once; a
+        greenlet writes the rest (a slow reader waits alone)."""
+        self._scheduled = False
+        if self._draining or not self._pending:
+            return
+        if self._socket is None:
+            self._drain_later()
+            return
+        data = b"".join(self._pending)
+        self._pending = []
+        try:
+            sent = self._socket.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return  # the peer is gone; the reader will notice
+        if sent < len(data):
+            self._pending.insert(0, data[sent:])
+            self._drain_later()
+
+    def _drain_later(self):
+        self._draining = True
+        gevent.spawn_raw(self._drain)
+
+    def _drain(self):
         try:
             self._flush_now()
         finally:
-            self._flusher = None
+            self._draining = False
 
     def _flush_now(self):
         try:
@@ -135,6 +166,24 @@ class CoalescingWebSocket:
                 self._websocket.raw_write(data)
         except OSError:
             self._pending = []  # the peer is gone; the reader will notice
+
+
+# The sockets with frames queued during this tick of the event loop, written
+# by one callback once the running greenlet yields: no greenlet per socket.
+_queued = []
+
+
+def _flush_next_tick(websocket):
+    if not _queued:
+        gevent.get_hub().loop.run_callback(_flush_queued)
+    _queued.append(websocket)
+
+
+def _flush_queued():
+    sockets = _queued[:]
+    del _queued[:]
+    for websocket in sockets:
+        websocket._flush_without_blocking()
 
 
 class _DecodedLater:
