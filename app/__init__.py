@@ -11,10 +11,10 @@ from app.commands import chat_cli
 from app.delivery import ChatManager, ChatRedisManager
 from app.errors import ChatError
 from app.extensions import database_options, db, migrate, socketio
-from app.presence import LocalPresence, RedisPresence
-from app.transport import WebSocketTransport
 from app.packets import TolerantJSON, TolerantPacket
+from app.presence import LocalPresence, RedisPresence
 from app.sockets import ChatNamespace
+from app.transport import WebSocketTransport
 from config import BASE_DIR, DEV_SECRET_KEY, config_from_env
 
 
@@ -30,6 +30,7 @@ def create_app(config_class=None):
     check_secret_key(app)
     app.json.ensure_ascii = False  # Korean and emoji stay readable in JSON
     register_extensions(app)
+    register_services(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_socket_events(app)
@@ -68,6 +69,11 @@ def register_extensions(app):
         manage_session=False,
     )
     app.wsgi_app = WebSocketTransport(app.wsgi_app)
+
+
+def register_services(app):
+    """What the services reach through the app: the broadcaster, presence,
+    and the writer that batches messages into transactions."""
     broadcast.init_app(app, socketio)
     app.extensions["chat_presence"] = _presence_store(app.config)
     app.extensions["chat_writer"] = BatcherPool(chat.write_messages)
