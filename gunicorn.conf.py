@@ -11,6 +11,19 @@ import os
 
 import gevent
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
+from geventwebsocket.handler import WebSocketHandler
+
+# Each connection reads through a buffer of this size for as long as it is
+# open: pywsgi's default of 8 KB would be a quarter of what an idle
+# WebSocket costs, while requests and chat frames are a few hundred bytes.
+READ_BUFFER = int(os.environ.get("READ_BUFFER", "1024"))
+
+
+class ChatHandler(WebSocketHandler):
+    """gevent-websocket's handler, reading through a small buffer."""
+
+    def __init__(self, sock, address, server):
+        super().__init__(sock, address, server, rfile=sock.makefile("rb", READ_BUFFER))
 
 
 class ChatWorker(GeventWebSocketWorker):
@@ -26,6 +39,8 @@ class ChatWorker(GeventWebSocketWorker):
         # SIGTERM: stop accepting, close connections, finish what is running.
         super().handle_exit(sig, frame)
         gevent.spawn(_close_connections)
+
+    wsgi_handler = ChatHandler
 
 
 def _close_connections():

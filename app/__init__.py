@@ -5,7 +5,7 @@ import os
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from app import api, broadcast, chat, pages
+from app import api, broadcast, chat, engine, pages
 from app.batches import BatcherPool
 from app.commands import chat_cli
 from app.delivery import ChatManager, ChatRedisManager
@@ -68,6 +68,7 @@ def register_extensions(app):
         # Handlers use no Flask session; skip copying it for every event.
         manage_session=False,
     )
+    engine.install(socketio.server.eio)
     app.wsgi_app = WebSocketTransport(app.wsgi_app)
 
 

@@ -11,9 +11,9 @@ body of each long-polling POST:
   exception with a traceback in Engine.IO.
 * Frames queued one after another go out in one write when the sender
   next yields, so a member receiving a burst of messages costs one system
-  call per burst rather than one per message. Engine.IO's writer queues its
-  packets here, and app.delivery queues chat messages directly: one frame,
-  built once, for every member of a channel.
+  call per burst rather than one per message. Engine.IO's packets are queued
+  here by app.engine, and chat messages by app.delivery: one frame, built
+  once, for every member of a channel.
 """
 
 import io
@@ -86,6 +86,10 @@ class CoalescingWebSocket:
         # input (closing with 1007) at C speed; gevent-websocket's check of
         # every frame in pure Python before that only costs time.
         websocket.utf8validator = _DECODED_LATER
+        # pywsgi keeps the request's parsed headers for as long as the handler
+        # lives; the environ already holds them all, and nothing reads them
+        # again once the WebSocket is open.
+        websocket.handler.headers = None
         try:  # frames go out as soon as they are written
             websocket.handler.socket.setsockopt(
                 socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
@@ -106,11 +110,11 @@ class CoalescingWebSocket:
     def send(self, message, binary=None):
         """Queue a text frame; all queued frames go out in one write when the
         sender next yields."""
+        if self._websocket.closed:
+            return  # the reader has seen the end, or soon will
         if binary or not isinstance(message, str):
             self._flush_now()
             return self._websocket.send(message, binary)
-        if self._websocket.closed:
-            return self._websocket.send(message)  # raises, as the writer expects
         self.write_frame(text_frame(message))
 
     def write_frame(self, frame):
@@ -124,6 +128,8 @@ class CoalescingWebSocket:
 
     def close(self, *args, **kwargs):
         """Write what is queued, then close."""
+        if self._websocket.closed:
+            return
         self._flush_now()
         return self._websocket.close(*args, **kwargs)
 
