@@ -61,6 +61,8 @@ def register_extensions(app):
         client_manager=_client_manager(app.config),
         cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
         max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
+        ping_interval=app.config["PING_INTERVAL"],
+        ping_timeout=app.config["PING_TIMEOUT"],
         serializer=TolerantPacket,
         json=TolerantJSON,
         # Events of one socket are handled in the order they arrive.
@@ -69,7 +71,9 @@ def register_extensions(app):
         manage_session=False,
     )
     engine.install(socketio.server.eio)
-    app.wsgi_app = WebSocketTransport(app.wsgi_app)
+    app.wsgi_app = WebSocketTransport(
+        app.wsgi_app, max_message=app.config["MAX_CONTENT_LENGTH"]
+    )
 
 
 def register_services(app):

@@ -161,10 +161,7 @@ class ChatSocket(Socket):
         self.queue = None
 
     def _read(self, ws):
-        data = ws.wait()
-        if data and len(data) > self.server.max_http_buffer_size:
-            raise ValueError("packet is too large")
-        return data
+        return ws.wait()  # app.transport refuses messages over the limit
 
 
 class Pinger:
