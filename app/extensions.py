@@ -2,13 +2,11 @@
 
 import sqlite3
 
-import gevent
 from flask_migrate import Migrate
 from flask_socketio import SocketIO
 from flask_sqlalchemy import SQLAlchemy
-from gevent import monkey
 from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -43,31 +41,13 @@ def _tune_sqlite(dbapi_connection, _record):
     cursor.close()
 
 
-class OffLoopCommits(sqlite3.Connection):
-    """A SQLite connection whose commits run in gevent's thread pool.
-
-    A durable commit waits for the disk (and now and then checkpoints the
-    write-ahead log into the database, which takes longer). In the event
-    loop's thread that would stop every other connection meanwhile; in the
-    pool only the committing greenlet waits.
-    """
-
-    def commit(self):
-        gevent.get_hub().threadpool.apply(super().commit)
-
-
 def database_options(config):
     """Engine options for the configured database.
 
     PostgreSQL gets a sized pool whose connections are checked before use, so
     a restarted database costs one retry rather than an error per connection.
-    A SQLite file served by gevent commits outside the event loop.
     """
-    url = make_url(config["SQLALCHEMY_DATABASE_URI"])
-    if url.get_backend_name() == "sqlite":
-        in_file = url.database not in (None, "", ":memory:")
-        if in_file and monkey.is_module_patched("threading"):
-            return {"connect_args": {"factory": OffLoopCommits}}
+    if not config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         return {}
     return {
         "pool_size": config["DATABASE_POOL_SIZE"],
