@@ -97,6 +97,11 @@ class OrderedMessages:
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
         self.rooms_of.setdefault((namespace, sid), set()).add(room)
 
+    def get_rooms(self, sid, namespace):
+        """The rooms a sid is in, from the index rather than a scan of all."""
+        rooms = self.rooms_of.get((namespace, sid), ())
+        return [room for room in rooms if room is not None]
+
     def basic_leave_room(self, sid, namespace, room):
         """Leave a room; forget the member's position in it."""
         self.positions.pop((sid, room), None)
