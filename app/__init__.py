@@ -14,7 +14,7 @@ from app.extensions import database_options, db, migrate, socketio
 from app.packets import TolerantJSON, TolerantPacket
 from app.presence import LocalPresence, RedisPresence
 from app.sockets import ChatNamespace
-from app.transport import WebSocketTransport
+from app.transport import websocket_transport
 from config import BASE_DIR, DEV_SECRET_KEY, config_from_env
 
 
@@ -71,7 +71,7 @@ def register_extensions(app):
         manage_session=False,
     )
     engine.install(socketio.server.eio)
-    app.wsgi_app = WebSocketTransport(
+    app.wsgi_app = websocket_transport(
         app.wsgi_app, max_message=app.config["MAX_CONTENT_LENGTH"]
     )
 

@@ -1,6 +1,6 @@
 """The transports under Engine.IO: guarded input, coalesced output.
 
-WebSocketTransport wraps the WebSocket that gevent-websocket hands each
+websocket_transport wraps the WebSocket that gevent-websocket hands each
 connection (in `python wsgi.py` and in gunicorn's worker alike), and the
 body of each long-polling POST:
 
@@ -44,23 +44,26 @@ _CLOSE, _PING, _PONG = 0x8, 0x9, 0xA
 _NORMAL, _PROTOCOL_ERROR, _INVALID_DATA, _TOO_BIG = 1000, 1002, 1007, 1009
 
 
-class WebSocketTransport:
-    """WSGI middleware: wrap each request's WebSocket in a CoalescingWebSocket."""
+def websocket_transport(app, max_message):
+    """WSGI middleware: wrap each request's WebSocket in a CoalescingWebSocket.
 
-    def __init__(self, app, max_message):
-        self.app = app
-        self.max_message = max_message
+    A function rather than an object with __call__: calling an object from
+    Python nests the interpreter on the C stack, and every WebSocket's
+    greenlet keeps a copy of that stack for as long as it is open.
+    """
 
-    def __call__(self, environ, start_response):
+    def serve(environ, start_response):
         if "wsgi.websocket" in environ:
             environ["wsgi.websocket"] = CoalescingWebSocket(
-                environ["wsgi.websocket"], self.max_message
+                environ["wsgi.websocket"], max_message
             )
         elif environ.get("REQUEST_METHOD") == "POST" and "transport=polling" in (
             environ.get("QUERY_STRING") or ""
         ):
             _guard_polling_body(environ)
-        return self.app(environ, start_response)
+        return app(environ, start_response)
+
+    return serve
 
 
 def _guard_polling_body(environ):
