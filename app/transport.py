@@ -42,6 +42,8 @@ _FIN, _RESERVED, _OPCODE, _MASKED, _LENGTH = 0x80, 0x70, 0x0F, 0x80, 0x7F
 _CONTINUATION, _TEXT, _BINARY = 0x0, 0x1, 0x2
 _CLOSE, _PING, _PONG = 0x8, 0x9, 0xA
 _NORMAL, _PROTOCOL_ERROR, _INVALID_DATA, _TOO_BIG = 1000, 1002, 1007, 1009
+# Most bytes taken from a socket at once.
+_RECEIVE_SIZE = 4 * 1024
 
 
 def websocket_transport(app, max_message):
@@ -98,8 +100,14 @@ class CoalescingWebSocket:
 
     def __init__(self, websocket, max_message):
         self._websocket = websocket
-        self._read = websocket.raw_read
         self._max_message = max_message
+        # Received bytes not yet read, from position _at on. The first read
+        # takes what pywsgi's buffered reader holds beyond the request; later
+        # ones read the socket itself, which waits for data in Python rather
+        # than under the buffered reader's C code (so each idle connection's
+        # greenlet saves a shallower stack), and takes all that has arrived.
+        self._received, self._at = b"", 0
+        self._receive = self._first_receive
         self._pending = []
         self._scheduled = False  # in the next tick's flush
         self._draining = False  # a greenlet is writing what the socket refused
@@ -188,10 +196,22 @@ class CoalescingWebSocket:
         return fin, opcode, _unmask(self._read_exactly(length), mask)
 
     def _read_exactly(self, size):
-        data = self._read(size)
-        if len(data) < size:
-            raise EOFError("the connection ended inside a frame")
+        end = self._at + size
+        while len(self._received) < end:
+            more = self._receive(_RECEIVE_SIZE)
+            if not more:
+                raise EOFError("the connection ended inside a frame")
+            self._received = self._received[self._at :] + more
+            end -= self._at
+            self._at = 0
+        data = self._received[self._at : end]
+        self._at = end
         return data
+
+    def _first_receive(self, size):
+        handler = self._websocket.handler
+        self._receive = handler.socket.recv
+        return handler.rfile.read1(size)
 
     def send(self, message, binary=None):
         """Queue a text frame; all queued frames go out in one write when the
