@@ -32,11 +32,11 @@ def install(server):
 
     def adopt(sid, environ):
         socket = server.sockets[sid]
-        # Engine.IO builds its own Socket; this connect event comes between
-        # that and the socket's first use. ChatSocket adds no state of its
-        # own beyond two attributes, so the object can change class here.
+        # Engine.IO builds its own Socket and queues the open packet; this
+        # event comes next, before the socket is pinged or serves a request.
+        # ChatSocket keeps the same state plus two attributes, so the object
+        # can change class here.
         socket.__class__ = ChatSocket
-        socket.websocket = None
         socket.pinger = pinger
         return connect(sid, environ) if connect else True
 
