@@ -62,6 +62,8 @@ class OrderedMessages:
     def replay(self, sid, room, history, last_seq, namespace="/"):
         """Send a joiner its history, then the live messages held meanwhile."""
         held = self.positions.get((sid, room))
+        if held is None:
+            return  # the member left, or disconnected, while history was read
         held = held if isinstance(held, list) else []
         eio_sid = self.eio_sid_from_sid(sid, namespace)
         position = last_seq

@@ -95,6 +95,9 @@ class ChatSocket(Socket):
             return []
         self.connected = self.upgraded = True
         self.upgrading = False
+        # Let a long-poll still waiting on the queue take the NOOP that ends
+        # it, before the queue moves to the WebSocket.
+        self.server.sleep(0)
         self._move_queue_to(ws)
         self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
 
@@ -127,6 +130,8 @@ class ChatSocket(Socket):
 
     def _upgrade(self, ws):
         """The probe exchange of a long-polling client moving to a WebSocket."""
+        if self.upgrading or self.upgraded:
+            return False  # another WebSocket of the same session got here first
         self.upgrading = True  # packets wait in the queue meanwhile
         probe = packet.Packet(encoded_packet=self._read(ws))
         if probe.packet_type != packet.PING or probe.data != "probe":

@@ -42,8 +42,10 @@ _FIN, _RESERVED, _OPCODE, _MASKED, _LENGTH = 0x80, 0x70, 0x0F, 0x80, 0x7F
 _CONTINUATION, _TEXT, _BINARY = 0x0, 0x1, 0x2
 _CLOSE, _PING, _PONG = 0x8, 0x9, 0xA
 _NORMAL, _PROTOCOL_ERROR, _INVALID_DATA, _TOO_BIG = 1000, 1002, 1007, 1009
-# Most bytes taken from a socket at once.
+# Most bytes taken from a socket at once, unless a frame needs more.
 _RECEIVE_SIZE = 4 * 1024
+# Seconds a client has to answer the server's close frame.
+CLOSE_GRACE = 5
 
 
 def websocket_transport(app, max_message):
@@ -108,6 +110,7 @@ class CoalescingWebSocket:
         # greenlet saves a shallower stack), and takes all that has arrived.
         self._received, self._at = b"", 0
         self._receive = self._first_receive
+        self._reader = None  # the greenlet reading frames
         self._pending = []
         self._scheduled = False  # in the next tick's flush
         self._draining = False  # a greenlet is writing what the socket refused
@@ -138,6 +141,7 @@ class CoalescingWebSocket:
         """
         if self._websocket.closed:
             return None
+        self._reader = gevent.getcurrent()
         try:
             message = self._read_message()
         except _Refused as refusal:
@@ -198,30 +202,31 @@ class CoalescingWebSocket:
     def _read_exactly(self, size):
         end = self._at + size
         while len(self._received) < end:
-            more = self._receive(_RECEIVE_SIZE)
+            more = self._receive(max(_RECEIVE_SIZE, end - len(self._received)))
             if not more:
                 raise EOFError("the connection ended inside a frame")
             self._received = self._received[self._at :] + more
             end -= self._at
             self._at = 0
         data = self._received[self._at : end]
-        self._at = end
+        if end == len(self._received):
+            self._received, self._at = b"", 0  # keep nothing while idle
+        else:
+            self._at = end
         return data
 
     def _first_receive(self, size):
         handler = self._websocket.handler
         self._receive = handler.socket.recv
-        return handler.rfile.read1(size)
+        return handler.rfile.read1()  # all that it holds, or one read
 
     def send(self, message, binary=None):
         """Queue a text frame; all queued frames go out in one write when the
         sender next yields."""
-        if self._websocket.closed:
-            return  # the reader has seen the end, or soon will
         if binary or not isinstance(message, str):
-            self._flush_now()
-            return self._websocket.send(message, binary)
-        self.write_frame(text_frame(message))
+            self.write_frame(_frame(_BINARY, bytes(message)))
+        else:
+            self.write_frame(text_frame(message))
 
     def write_frame(self, frame):
         """Queue a whole frame (see text_frame); dropped once closed."""
@@ -233,17 +238,29 @@ class CoalescingWebSocket:
             _flush_next_tick(self)
 
     def close(self, code=_NORMAL):
-        """Write what is queued and a close frame with `code`; then closed.
+        """Queue a close frame with `code` after what is queued; then closed.
 
         (gevent-websocket's own close() sends its close frame without the
-        code.) A reader waiting for a frame returns None when the client's
-        answering close frame, or anything else, arrives.
+        code.) Frames go out by the usual path, so they never interleave with
+        a write in progress, and closing never waits for the client. A
+        reader waiting for a frame returns None when the client's answering
+        close frame, or anything else, arrives; a client that sends nothing
+        for CLOSE_GRACE seconds has its connection shut.
         """
         if self._websocket.closed:
             return
         self._pending.append(_frame(_CLOSE, code.to_bytes(2, "big")))
-        self._flush_now()
         self._websocket.closed = True
+        self._flush_without_blocking()
+        if gevent.getcurrent() is not self._reader:
+            gevent.spawn_later(CLOSE_GRACE, self._shut)
+
+    def _shut(self):
+        """End a connection whose client did not answer the close."""
+        try:
+            self._websocket.handler.socket.shutdown(socket.SHUT_RDWR)
+        except (AttributeError, OSError):
+            pass  # already ended
 
     def _flush_without_blocking(self):
         """Write what is queued as far as the socket takes it at once; a
@@ -271,12 +288,8 @@ class CoalescingWebSocket:
         gevent.spawn_raw(self._drain)
 
     def _drain(self):
-        try:
-            self._flush_now()
-        finally:
-            self._draining = False
-
-    def _flush_now(self):
+        """The only write that may block: a greenlet of the socket's own,
+        writing until nothing is queued."""
         try:
             while self._pending:
                 data = b"".join(self._pending)
@@ -284,6 +297,8 @@ class CoalescingWebSocket:
                 self._websocket.raw_write(data)
         except OSError:
             self._pending = []  # the peer is gone; the reader will notice
+        finally:
+            self._draining = False
 
 
 # The sockets with frames queued during this tick of the event loop, written
