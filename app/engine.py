@@ -95,9 +95,6 @@ class ChatSocket(Socket):
             return []
         self.connected = self.upgraded = True
         self.upgrading = False
-        # Let a long-poll still waiting on the queue take the NOOP that ends
-        # it, before the queue moves to the WebSocket.
-        self.server.sleep(0)
         self._move_queue_to(ws)
         self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
 
@@ -145,6 +142,9 @@ class ChatSocket(Socket):
             self.server.logger.info("%s: Failed websocket upgrade", self.sid)
             self.upgraded = self.upgrading = False
             return False
+        # Let the long-poll still waiting on the queue take the NOOP that
+        # ends it before the queue moves to the WebSocket.
+        self.server.sleep(0)
         return True
 
     def _move_queue_to(self, ws):
