@@ -58,9 +58,9 @@ class Config:
     # Where `npm ci` puts the browser's socket.io client, which the app serves.
     SOCKETIO_CLIENT_DIR = BASE_DIR / "node_modules" / "socket.io-client" / "dist"
     SOCKETIO_ASYNC_MODE = "gevent"
-    # Whole seconds between the server's pings of a connection, and seconds it waits
-    # for the answer before dropping the connection. Keep the interval below
-    # the idle timeout of any proxy in front.
+    # Whole seconds between the server's pings of a connection, and seconds
+    # it waits for the answer before dropping the connection. Keep the
+    # interval below the idle timeout of any proxy in front.
     PING_INTERVAL = int(os.environ.get("PING_INTERVAL", "25"))
     PING_TIMEOUT = int(os.environ.get("PING_TIMEOUT", "20"))
     # A whole request body or Socket.IO packet larger than this is refused.

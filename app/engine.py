@@ -100,7 +100,7 @@ class ChatSocket(Socket):
 
         while True:
             try:
-                data = self._read(ws)
+                data = ws.wait()  # app.transport refuses messages over the limit
             except Exception as error:
                 if not self.closed:
                     self.server.logger.info(
@@ -130,14 +130,14 @@ class ChatSocket(Socket):
         if self.upgrading or self.upgraded:
             return False  # another WebSocket of the same session got here first
         self.upgrading = True  # packets wait in the queue meanwhile
-        probe = packet.Packet(encoded_packet=self._read(ws))
+        probe = packet.Packet(encoded_packet=ws.wait())
         if probe.packet_type != packet.PING or probe.data != "probe":
             self.server.logger.info("%s: Failed websocket upgrade", self.sid)
             self.upgrading = False
             return False
         ws.send(packet.Packet(packet.PONG, data="probe").encode())
         self.queue.put(packet.Packet(packet.NOOP))  # ends the pending poll
-        upgrade = packet.Packet(encoded_packet=self._read(ws))
+        upgrade = packet.Packet(encoded_packet=ws.wait())
         if upgrade.packet_type != packet.UPGRADE:
             self.server.logger.info("%s: Failed websocket upgrade", self.sid)
             self.upgraded = self.upgrading = False
@@ -164,9 +164,6 @@ class ChatSocket(Socket):
                 ws.send(pkt.encode())
         self.websocket = ws
         self.queue = None
-
-    def _read(self, ws):
-        return ws.wait()  # app.transport refuses messages over the limit
 
 
 class Pinger:

@@ -141,7 +141,6 @@ class CoalescingWebSocket:
         """
         if self._websocket.closed:
             return None
-        self._reader = gevent.getcurrent()
         try:
             message = self._read_message()
         except _Refused as refusal:
@@ -216,13 +215,14 @@ class CoalescingWebSocket:
         return data
 
     def _first_receive(self, size):
+        self._reader = gevent.getcurrent()
         handler = self._websocket.handler
         self._receive = handler.socket.recv
         return handler.rfile.read1()  # all that it holds, or one read
 
     def send(self, message, binary=None):
-        """Queue a text frame; all queued frames go out in one write when the
-        sender next yields."""
+        """Queue a text (or binary) frame; all queued frames go out in one
+        write when the sender next yields."""
         if binary or not isinstance(message, str):
             self.write_frame(_frame(_BINARY, bytes(message)))
         else:
