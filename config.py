@@ -52,6 +52,13 @@ class Config:
     # typing notices of one member.
     CHAT_PRESENCE_INTERVAL = float(os.environ.get("CHAT_PRESENCE_INTERVAL", "1"))
     CHAT_TYPING_INTERVAL = float(os.environ.get("CHAT_TYPING_INTERVAL", "1"))
+    # Hours a client_id is remembered: a retry within them stores nothing new.
+    CHAT_RETRY_HOURS = float(os.environ.get("CHAT_RETRY_HOURS", "24"))
+    # Seconds between two checks of the channels this process serves against
+    # the database, which deliver any message Redis did not bring.
+    CHAT_REPAIR_INTERVAL = float(os.environ.get("CHAT_REPAIR_INTERVAL", "1"))
+    # Seconds a publish to Redis may take before Redis counts as unavailable.
+    REDIS_TIMEOUT = float(os.environ.get("REDIS_TIMEOUT", "0.5"))
     HOST = os.environ.get("HOST", "127.0.0.1")
     PORT = int(os.environ.get("PORT", "5000"))
     CORS_ALLOWED_ORIGINS = _origins(os.environ.get("CORS_ALLOWED_ORIGINS"))
@@ -87,6 +94,8 @@ class TestingConfig(Config):
     CHAT_HISTORY_LIMIT = 10
     CHAT_MAX_MESSAGE_LENGTH = 2000
     CHAT_PRESENCE_INTERVAL = 0
+    # Tests repair delivery by calling the manager's check() themselves.
+    CHAT_REPAIR_INTERVAL = 0
     CORS_ALLOWED_ORIGINS = None
     SOCKETIO_ASYNC_MODE = "threading"
 

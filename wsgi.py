@@ -9,26 +9,35 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import redis  # noqa: E402
+import time  # noqa: E402
 
-from app import create_app, presence  # noqa: E402
+from app import chat, create_app, presence  # noqa: E402
+from app.errors import ChatError  # noqa: E402
 from app.extensions import socketio  # noqa: E402
 
 app = create_app()
 
+# Seconds between two sweeps of expired receipts (client_ids past their window).
+RECEIPT_SWEEP = 3600
 
-def refresh_presence():
-    """Every second: keep this process's members listed, announce changes."""
+
+def keep_house():
+    """Every second: keep this process's members listed and announce
+    changes; every hour: forget receipts older than CHAT_RETRY_HOURS."""
+    next_sweep = 0
     while True:
         socketio.sleep(1)
         with app.app_context():
-            try:
-                presence.refresh()
-            except redis.RedisError as error:
-                app.logger.warning("presence refresh failed: %s", error)
+            presence.refresh()
+            if time.monotonic() >= next_sweep:
+                try:
+                    chat.forget_receipts()
+                    next_sweep = time.monotonic() + RECEIPT_SWEEP
+                except ChatError:
+                    pass  # the database is away: try again next second
 
 
-socketio.start_background_task(refresh_presence)
+socketio.start_background_task(keep_house)
 
 if __name__ == "__main__":
     print(

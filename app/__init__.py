@@ -6,6 +6,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from app import api, broadcast, chat, engine, pages
+from app.archive import Archive
 from app.batches import BatcherPool
 from app.commands import chat_cli
 from app.delivery import ChatManager, ChatRedisManager
@@ -13,6 +14,7 @@ from app.errors import ChatError
 from app.extensions import database_options, db, migrate, socketio
 from app.packets import TolerantJSON, TolerantPacket
 from app.presence import LocalPresence, RedisPresence
+from app.redis_link import RedisLink
 from app.sockets import ChatNamespace
 from app.transport import websocket_transport
 from config import BASE_DIR, DEV_SECRET_KEY, config_from_env
@@ -55,10 +57,11 @@ def register_extensions(app):
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", database_options(app.config))
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
+    app.extensions["chat_redis"] = _redis_link(app.config)
     socketio.init_app(
         app,
         async_mode=app.config["SOCKETIO_ASYNC_MODE"],
-        client_manager=_client_manager(app.config),
+        client_manager=_client_manager(app),
         cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],
         max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
         ping_interval=app.config["PING_INTERVAL"],
@@ -70,6 +73,7 @@ def register_extensions(app):
         # Handlers use no Flask session; skip copying it for every event.
         manage_session=False,
     )
+    socketio.server.manager.archive = Archive(app)
     engine.install(socketio.server.eio)
     app.wsgi_app = websocket_transport(
         app.wsgi_app, max_message=app.config["MAX_CONTENT_LENGTH"]
@@ -80,22 +84,34 @@ def register_services(app):
     """What the services reach through the app: the broadcaster, presence,
     and the writer that batches messages into transactions."""
     broadcast.init_app(app, socketio)
-    app.extensions["chat_presence"] = _presence_store(app.config)
+    app.extensions["chat_presence"] = _presence_store(app)
     app.extensions["chat_writer"] = BatcherPool(chat.write_messages)
 
 
-def _client_manager(config):
+def _redis_link(config):
+    """The link to Redis when there is one (REDIS_URL), or None."""
+    if config["REDIS_URL"]:
+        return RedisLink(config["REDIS_URL"], config["REDIS_TIMEOUT"])
+    return None
+
+
+def _client_manager(app):
     """Rooms in this process alone, or across processes through Redis."""
-    if config["REDIS_URL"]:
-        return ChatRedisManager(config["REDIS_URL"], channel=config["REDIS_CHANNEL"])
-    return ChatManager()
+    link = app.extensions["chat_redis"]
+    interval = app.config["CHAT_REPAIR_INTERVAL"]
+    if link:
+        return ChatRedisManager(
+            link, app.config["REDIS_CHANNEL"], repair_interval=interval
+        )
+    return ChatManager(repair_interval=interval)
 
 
-def _presence_store(config):
+def _presence_store(app):
     """Presence in this process, or shared by every process through Redis."""
-    if config["REDIS_URL"]:
+    link = app.extensions["chat_redis"]
+    if link:
         return RedisPresence(
-            config["REDIS_URL"], config["REDIS_CHANNEL"], config["CHAT_PRESENCE_TTL"]
+            link, app.config["REDIS_CHANNEL"], app.config["CHAT_PRESENCE_TTL"]
         )
     return LocalPresence()
 

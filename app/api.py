@@ -28,12 +28,15 @@ def read_messages(channel):
 
 @bp.post("/api/channels/<channel>/messages")
 def post_message(channel):
-    """Post `{message, author?}`: stored, pruned and broadcast like send_message."""
+    """Post `{message, author?, client_id?}`: stored, pruned and broadcast like
+    send_message; a retry of a client_id answers with the original message."""
     body = request.get_json(force=True, silent=True)
     if body is None:
         raise ChatError("invalid_json", "request body must be JSON")
     fields = rules.fields(body)
-    stored = chat.post_message(channel, fields.get("message"), fields.get("author"))
+    stored = chat.post_message(
+        channel, fields.get("message"), fields.get("author"), fields.get("client_id")
+    )
     return stored, 201
 
 
@@ -55,10 +58,10 @@ def websocket_handler():
 
 @bp.get("/healthz")
 def healthz():
-    """200 when the database answers, 503 when it does not."""
-    if chat.database_answers():
-        return {"status": "ok"}
-    return jsonify(status="unavailable"), 503
+    """200 while messages can be stored (Redis may be degraded), 503 when
+    the database does not answer; the body says how each service answers."""
+    health = chat.health()
+    return jsonify(health), 503 if health["status"] == "unavailable" else 200
 
 
 def _since_param():

@@ -19,6 +19,11 @@ def room_of(channel):
     return f"#{channel}"
 
 
+def channel_of(room):
+    """The channel whose members a room holds (the inverse of room_of)."""
+    return room[1:]
+
+
 class RoomBroadcaster:
     """Sends messages to channel rooms through the chat's Socket.IO manager."""
 

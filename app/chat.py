@@ -6,23 +6,33 @@ the broadcast happens only after it commits.
 """
 
 import hashlib
-from collections import Counter
 import logging
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from flask import current_app
-from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy import bindparam, delete, func, insert, select, text, tuple_
 from sqlalchemy.exc import DBAPIError
 
 from app import rules
 from app.broadcast import broadcaster
 from app.errors import ChatError
 from app.extensions import db
-from app.models import Channel, Message
+from app.models import Channel, Message, Receipt
 
 log = logging.getLogger(__name__)
+
+
+class Draft(NamedTuple):
+    """A message as a sender submitted it, checked but not yet stored."""
+
+    channel: str
+    body: str
+    author: str | None
+    client_id: str | None
 
 
 @dataclass(frozen=True)
@@ -35,37 +45,43 @@ class History:
     recovered: bool
 
 
-def post_message(channel, message, author=None):
+def post_message(channel, message, author=None, client_id=None):
     """Store a message, prune its channel to the newest N, then broadcast it.
 
     Returns the message as every member receives it, once it is committed.
+    A retry of a `client_id` already stored in the channel stores nothing and
+    returns the original message (its text as retried, if it was pruned).
     Messages posted at the same moment share a transaction (app.batches).
     """
-    channel = rules.channel_name(channel)
-    body = rules.message_text(message, current_app.config["CHAT_MAX_MESSAGE_LENGTH"])
-    author = rules.display_name(author)
+    draft = Draft(
+        rules.channel_name(channel),
+        rules.message_text(message, current_app.config["CHAT_MAX_MESSAGE_LENGTH"]),
+        rules.display_name(author),
+        rules.client_id(client_id),
+    )
     # PostgreSQL writes channels side by side, so one slow channel must not
     # hold up the others; SQLite writes one transaction at a time, blocking
     # the process meanwhile, so there every channel shares each batch.
-    batch = channel if db.engine.dialect.name == "postgresql" else None
-    return current_app.extensions["chat_writer"].submit(batch, (channel, body, author))
+    batch = draft.channel if db.engine.dialect.name == "postgresql" else None
+    return current_app.extensions["chat_writer"].submit(batch, draft)
 
 
-def write_messages(pending):
-    """Store `(channel, body, author)`s in one transaction, then broadcast them.
+def write_messages(drafts):
+    """Store drafts in one transaction, then broadcast the new messages.
 
     The broadcast happens after the commit, while the channels' turns are
-    still held (see _turn). Returns the stored messages, in the given order.
+    still held (see _turn). Returns each draft's message, in the given order:
+    the one stored now, or the one a previous send of its client_id stored.
     """
     limit = current_app.config["CHAT_HISTORY_LIMIT"]
     with _database_work(), db.engine.connect() as connection:
-        with _turn(connection, {channel for channel, _, _ in pending}):
+        with _turn(connection, {draft.channel for draft in drafts}):
             with connection.begin():
-                stored = _store(connection, pending, limit)
+                answers, stored = _store(connection, drafts, limit)
             members = broadcaster()
             for message in stored:
                 members.message(message)
-    return stored
+    return answers
 
 
 @contextmanager
@@ -117,53 +133,152 @@ _INSERT = insert(Message).returning(Message.id, Message.channel, Message.seq)
 _PRUNE = text("DELETE FROM messages WHERE channel = :channel AND seq <= :oldest")
 
 
-def _store(connection, pending, limit):
+def _store(connection, drafts, limit):
     """Number, insert and prune in the open transaction.
 
     Per channel of the batch: one upsert that creates the channel or takes as
-    many seqs as it has messages (its row lock makes concurrent writers of
-    the channel take turns), and one prune; then one insert of every message.
-    None of them scans a channel or the table, so the cost does not grow with
-    the number of stored rows.
+    many seqs as it has new messages (its row lock makes concurrent writers
+    of the channel take turns), and one prune; then one insert of every new
+    message. None of them scans a channel or the table, so the cost does not
+    grow with the number of stored rows. A draft whose client_id was already
+    stored, before or earlier in this batch, is answered, not stored again.
+
+    Returns each draft's answer, in order, and the newly stored messages.
     """
+    answers = _retried(connection, drafts)
+    first_of = {}  # a draft's client_id key -> the index of its first draft
+    for index, draft in enumerate(drafts):
+        if answers[index] is None:
+            first_of.setdefault(_retry_key(draft, index), index)
+    new = sorted(first_of.values())
+    if not new:
+        return answers, []
     now = datetime.now(UTC)
-    counts = Counter(channel for channel, _, _ in pending)
-    next_seq, newest = {}, {}
-    for channel, count in counts.items():
-        newest[channel] = connection.execute(
-            _NEXT_SEQS, {"channel": channel, "count": count, "now": now}
-        ).scalar_one()
-        next_seq[channel] = newest[channel] - count + 1
-    rows = []
-    for channel, body, author in pending:
-        rows.append(
-            {
-                "channel": channel,
-                "seq": next_seq[channel],
-                "body": body,
-                "author": author,
-                "created_at": now,
-            }
-        )
-        next_seq[channel] += 1
-    ids = {(row.channel, row.seq): row.id for row in connection.execute(_INSERT, rows)}
-    for channel, last in newest.items():
+    newest = _take_seqs(connection, Counter(drafts[i].channel for i in new), now)
+    seq = {channel: last - count for channel, (last, count) in newest.items()}
+    stored = []
+    for index in new:
+        draft = drafts[index]
+        seq[draft.channel] += 1
+        stored.append(_as_event(None, seq[draft.channel], *draft, created_at=now))
+    rows = connection.execute(_INSERT, [_row(message, now) for message in stored])
+    ids = {(row.channel, row.seq): row.id for row in rows}
+    for message in stored:
+        message["id"] = ids[message["channel"], message["seq"]]
+    _keep_receipts(connection, stored, now)
+    for channel, (last, _) in newest.items():
         connection.execute(_PRUNE, {"channel": channel, "oldest": last - limit})
-    return [
-        _as_event(
-            ids[row["channel"], row["seq"]],
-            row["seq"],
-            row["channel"],
-            row["body"],
-            row["author"],
-            now,
+    by_index = dict(zip(new, stored, strict=True))
+    for index, draft in enumerate(drafts):
+        if answers[index] is None:
+            answers[index] = by_index[first_of[_retry_key(draft, index)]]
+    return answers, stored
+
+
+def _retry_key(draft, index):
+    """Drafts with one key are one message: a client_id's sends in a channel."""
+    return (draft.channel, draft.client_id) if draft.client_id else index
+
+
+def _take_seqs(connection, counts, now):
+    """Take `count` seqs of each channel: `{channel: (newest seq, count)}`."""
+    return {
+        channel: (
+            connection.execute(
+                _NEXT_SEQS, {"channel": channel, "count": count, "now": now}
+            ).scalar_one(),
+            count,
         )
-        for row in rows
+        for channel, count in counts.items()
+    }
+
+
+def _row(message, now):
+    """The `messages` row of a message event."""
+    return {
+        "channel": message["channel"],
+        "seq": message["seq"],
+        "body": message["message"],
+        "author": message["author"],
+        "client_id": message["client_id"],
+        "created_at": now,
+    }
+
+
+def _retried(connection, drafts):
+    """For each draft, the message its client_id already stored, or None.
+
+    Only batches holding a client_id pay for this query.
+    """
+    keys = {(draft.channel, draft.client_id) for draft in drafts if draft.client_id}
+    if not keys:
+        return [None] * len(drafts)
+    rows = connection.execute(
+        select(
+            Receipt.channel,
+            Receipt.client_id,
+            Receipt.message_id,
+            Receipt.seq,
+            Receipt.created_at,
+            Message.body,
+            Message.author,
+        )
+        .outerjoin(Message, Message.id == Receipt.message_id)
+        .where(tuple_(Receipt.channel, Receipt.client_id).in_(keys))
+    )
+    known = {(row.channel, row.client_id): row for row in rows}
+    answers = []
+    for draft in drafts:
+        row = known.get((draft.channel, draft.client_id)) if draft.client_id else None
+        if row is None:
+            answers.append(None)
+            continue
+        # A pruned original is answered with the text and author as retried.
+        pruned = row.body is None
+        answers.append(
+            _as_event(
+                row.message_id,
+                row.seq,
+                draft.channel,
+                draft.body if pruned else row.body,
+                draft.author if pruned else row.author,
+                draft.client_id,
+                row.created_at,
+            )
+        )
+    return answers
+
+
+def _keep_receipts(connection, stored, now):
+    """Remember what each client_id stored, for its retries."""
+    receipts = [
+        {
+            "channel": message["channel"],
+            "client_id": message["client_id"],
+            "message_id": message["id"],
+            "seq": message["seq"],
+            "created_at": now,
+        }
+        for message in stored
+        if message["client_id"]
     ]
+    if receipts:
+        connection.execute(insert(Receipt), receipts)
 
 
-def history(channel, since=None):
-    """The retained messages of a channel with seq > since, oldest first.
+def forget_receipts():
+    """Drop receipts older than CHAT_RETRY_HOURS; returns how many."""
+    hours = current_app.config["CHAT_RETRY_HOURS"]
+    cutoff = datetime.now(UTC) - timedelta(hours=hours)
+    with _database_work():
+        result = db.session.execute(delete(Receipt).where(Receipt.created_at < cutoff))
+        db.session.commit()
+    return result.rowcount
+
+
+def history(channel, since=None, limit=None):
+    """The retained messages of a channel with seq > since, oldest first
+    (the oldest `limit` of them, if given).
 
     ``recovered`` is false when messages after `since` were already pruned
     (or `since` is ahead of the channel): the client should reload.
@@ -178,6 +293,7 @@ def history(channel, since=None):
             select(Message)
             .where(Message.channel == channel, Message.seq > (since or 0))
             .order_by(Message.seq)
+            .limit(limit)
         ).scalars()
         messages = [_message_event(row) for row in rows]
         db.session.rollback()
@@ -197,6 +313,16 @@ def known_history(channel, since=None):
             "unknown_channel", f"no channel named {found.channel!r}", status=404
         )
     return found
+
+
+def newest_seqs(channels):
+    """`{channel: last_seq}` of the given channels that exist, in one query."""
+    with _database_work():
+        rows = db.session.execute(
+            select(Channel.name, Channel.last_seq).where(Channel.name.in_(channels))
+        ).all()
+        db.session.rollback()
+    return dict(rows)
 
 
 def active_channels():
@@ -222,6 +348,27 @@ def active_channels():
         }
         for channel, count in rows
     ]
+
+
+def health():
+    """How the chat's services answer: `{status, database, redis}`.
+
+    `status` is "ok", "degraded" while messages can be stored but Redis does
+    not answer (they are delivered from the database meanwhile), or
+    "unavailable" when the database does not answer. `redis` is "off"
+    without REDIS_URL.
+    """
+    database = "ok" if database_answers() else "unavailable"
+    link = current_app.extensions["chat_redis"]
+    if link is None:
+        redis = "off"
+    else:
+        redis = "ok" if link.answers() else "unavailable"
+    if database != "ok":
+        status = "unavailable"
+    else:
+        status = "degraded" if redis == "unavailable" else "ok"
+    return {"status": status, "database": database, "redis": redis}
 
 
 def database_answers():
@@ -252,10 +399,18 @@ def _database_work():
 
 
 def _message_event(row):
-    return _as_event(row.id, row.seq, row.channel, row.body, row.author, row.created_at)
+    return _as_event(
+        row.id,
+        row.seq,
+        row.channel,
+        row.body,
+        row.author,
+        row.client_id,
+        row.created_at,
+    )
 
 
-def _as_event(message_id, seq, channel, body, author, created_at):
+def _as_event(message_id, seq, channel, body, author, client_id, created_at):
     """A message as the `message` event and the HTTP API carry it."""
     return {
         "id": message_id,
@@ -264,6 +419,7 @@ def _as_event(message_id, seq, channel, body, author, created_at):
         "message": body,
         "author": author,
         "created_at": _timestamp(created_at),
+        "client_id": client_id,
     }
 
 

@@ -1,31 +1,58 @@
 """Delivery of chat messages to channel members: each once, in seq order.
 
 Socket.IO's client managers fan events out to rooms. The chat's managers
-deliver `message` events to a channel's room with two more guarantees:
+deliver `message` events to a channel's room with more guarantees:
 
-* With Redis, every process (the sender's too) delivers a message only when it
+* With Redis, every process (the sender's too) delivers a message when it
   comes back from Redis, so all processes deliver in Redis's order. The
   service publishes while it holds the channel's lock, which makes Redis's
   order the seq order.
+* The database is the source of truth, and Redis only a fast path. Each
+  process keeps, per room with members here, a cursor: the highest seq it
+  delivered. A message that arrives with a gap (Redis lost one, or a process
+  died between commit and publish) is not delivered out of order: the room is
+  repaired by reading every seq after the cursor from the database. Rooms are
+  also repaired when the Redis listener (re)connects, when Redis comes back,
+  and by a periodic check of every served channel's `last_seq`.
 * The manager keeps each member's position in each channel (the highest seq it
   was sent). A live message that a joiner also got in its history is not sent
   twice, and live messages that arrive while the history is being read wait
-  for it, so the joiner sees history and live messages in one seq order.
+  for it, so the joiner sees history and live messages in one seq order. A
+  member whose next message does not follow its position (what it missed was
+  pruned before it could be delivered) first gets `resync`.
 """
 
+import logging
+import threading
+import time
+
+import redis
 from engineio import packet as eio_packet
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from socketio import Manager, RedisManager
 from socketio.packet import EVENT
 
+from app.broadcast import channel_of
+from app.errors import ChatError
 from app.transport import text_frame, websocket_of
 
+log = logging.getLogger(__name__)
+
 MESSAGE_EVENT = "message"
+RESYNC_EVENT = "resync"
+# Seconds between two attempts of the Redis listener to subscribe again.
+LISTEN_RETRY = 0.5
+# A joiner that keeps falling behind while it catches up is settled after
+# this many reads, rather than read for ever.
+CATCH_UP_READS = 5
 
 
 class OrderedMessages:
-    """Manager mixin: per-member positions and ordered delivery of messages."""
+    """Manager mixin: per-member positions, per-room cursors, ordered and
+    self-repairing delivery of messages."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, repair_interval=0, **kwargs):
         super().__init__(*args, **kwargs)
         # (sid, room) -> highest seq sent, or the list of live messages held
         # back while that member's history is read.
@@ -34,6 +61,21 @@ class OrderedMessages:
         # not scan every room of the namespace (10,000 connections leaving
         # would otherwise cost 10,000 scans of 10,000 rooms).
         self.rooms_of = {}
+        # room -> highest seq delivered to this process's settled members.
+        self.cursors = {}
+        # Where missed messages are read from (app.archive.Archive).
+        self.archive = None
+        self.repair_interval = repair_interval
+        self._due = set()  # rooms to repair as soon as possible
+        self._wake = threading.Event()
+        # Deliveries never wait on I/O while holding this; it keeps the
+        # listener, the repairer and the senders from interleaving.
+        self._delivering = threading.RLock()
+
+    def initialize(self):
+        super().initialize()
+        if self.repair_interval > 0:
+            self.server.start_background_task(self._repair_forever)
 
     def publish_message(self, message, room, namespace="/"):
         """Send a stored message to a room's members on every process."""
@@ -42,39 +84,98 @@ class OrderedMessages:
     def deliver_message(self, message, room, namespace="/"):
         """Send a message to this process's members of the room, each once.
 
+        A message that does not follow the room's cursor waits for a repair,
+        which reads it, and whatever came before it, from the database.
+        """
+        with self._delivering:
+            cursor = self.cursors.get(room)
+            if cursor is not None and message["seq"] > cursor + 1:
+                self.repair_soon(room)
+                return
+            self._deliver([message], room, namespace)
+
+    def _deliver(self, messages, room, namespace):
+        """Send messages (ascending seq) to the room's members, each once.
+
         Members connected by WebSocket get the same wire frame, built once,
         written straight to their socket; others go through Engine.IO.
         """
-        frame = _Frame(self._frame(message, namespace))
-        seq = message["seq"]
-        for sid, eio_sid in self.get_participants(namespace, room):
-            position = self.positions.get((sid, room))
-            if isinstance(position, list):
-                position.append(message)
-            elif position is None or seq > position:
-                self.positions[(sid, room)] = seq
-                self._send(eio_sid, frame)
+        members = list(self.get_participants(namespace, room))
+        cursor = self.cursors.get(room)
+        for message in messages:
+            seq = message["seq"]
+            if cursor is not None and seq <= cursor:
+                continue
+            frame = _Frame(self._frame(MESSAGE_EVENT, message, namespace))
+            for sid, eio_sid in members:
+                position = self.positions.get((sid, room))
+                if isinstance(position, list):
+                    position.append(message)
+                elif position is None or seq > position:
+                    if position is not None and seq > position + 1:
+                        self._resync(eio_sid, room, messages[-1]["seq"], namespace)
+                    self.positions[(sid, room)] = seq
+                    self._send(eio_sid, frame)
+            if cursor is not None:
+                cursor = self.cursors[room] = seq
+
+    def _resync(self, eio_sid, room, last_seq, namespace):
+        """Tell a member that messages it should have got were pruned."""
+        notice = {"channel": channel_of(room), "recovered": False, "last_seq": last_seq}
+        self._send(eio_sid, _Frame(self._frame(RESYNC_EVENT, notice, namespace)))
 
     def hold(self, sid, room):
         """Hold live messages for a member whose history is about to be read."""
         self.positions[(sid, room)] = []
 
     def replay(self, sid, room, history, last_seq, namespace="/"):
-        """Send a joiner its history, then the live messages held meanwhile."""
-        held = self.positions.get((sid, room))
-        if held is None:
-            return  # the member left, or disconnected, while history was read
-        held = held if isinstance(held, list) else []
-        eio_sid = self.eio_sid_from_sid(sid, namespace)
-        position = last_seq
-        for message in history:
-            self._send(eio_sid, _Frame(self._frame(message, namespace)))
-            position = max(position, message["seq"])
-        for message in sorted(held, key=lambda message: message["seq"]):
-            if message["seq"] > position:
-                self._send(eio_sid, _Frame(self._frame(message, namespace)))
-                position = message["seq"]
-        self.positions[(sid, room)] = position
+        """Send a joiner its history, then the live messages held meanwhile.
+
+        What neither brought (Redis lost it, or the room's other members are
+        further on) is read from the database before the joiner is settled.
+        Raises ChatError when that read fails.
+        """
+        for _ in range(CATCH_UP_READS):
+            position = self._replay_step(sid, room, history, last_seq, namespace)
+            if position is None:
+                return
+            history, last_seq = self.archive.after(room, position), position
+        self._replay_step(sid, room, history, last_seq, namespace, settle=True)
+
+    def _replay_step(self, sid, room, history, last_seq, namespace, settle=False):
+        """Send what is in order; settle the joiner and return None, or
+        return its position when more must be read first."""
+        key = (sid, room)
+        with self._delivering:
+            held = self.positions.get(key)
+            if held is None:
+                return None  # the member left, or disconnected, meanwhile
+            held = held if isinstance(held, list) else []
+            eio_sid = self.eio_sid_from_sid(sid, namespace)
+            position = last_seq
+            for message in history:
+                self._send(
+                    eio_sid, _Frame(self._frame(MESSAGE_EVENT, message, namespace))
+                )
+                position = max(position, message["seq"])
+            waiting = []
+            for message in sorted(held, key=lambda message: message["seq"]):
+                if message["seq"] == position + 1 or (
+                    settle and message["seq"] > position
+                ):
+                    frame = _Frame(self._frame(MESSAGE_EVENT, message, namespace))
+                    self._send(eio_sid, frame)
+                    position = message["seq"]
+                elif message["seq"] > position:
+                    waiting.append(message)
+            cursor = self.cursors.get(room)
+            if not settle and (waiting or (cursor is not None and cursor > position)):
+                self.positions[key] = waiting
+                return position
+            self.positions[key] = position
+            if cursor is None:
+                self.cursors[room] = position
+            return None
 
     def _send(self, eio_sid, frame):
         """Write a message to a member's WebSocket, or hand it to Engine.IO.
@@ -87,12 +188,68 @@ class OrderedMessages:
         else:
             websocket.write_frame(frame.wire())
 
-    def _frame(self, message, namespace):
-        """The Engine.IO frame of a `message` event, encoded once for everyone."""
+    def _frame(self, event, data, namespace):
+        """The Engine.IO frame of an event, encoded once for everyone."""
         encoded = self.server.packet_class(
-            EVENT, data=[MESSAGE_EVENT, message], namespace=namespace, binary=False
+            EVENT, data=[event, data], namespace=namespace, binary=False
         ).encode()
         return eio_packet.Packet(eio_packet.MESSAGE, encoded)
+
+    # Repair: what Redis did not bring is read from the database.
+
+    def repair_soon(self, room):
+        """Have the repairer bring a room up to date with the database."""
+        self._due.add(room)
+        self._wake.set()
+
+    def repair_everything(self):
+        """Have the repairer check every room with members here (after
+        Redis, or the listener's connection to it, comes back)."""
+        self._due.update(self.cursors)
+        self._wake.set()
+
+    def repair(self, room, namespace="/"):
+        """Deliver every message of the room after its cursor, from the
+        database; False when the database cannot be read now."""
+        while True:
+            cursor = self.cursors.get(room)
+            if cursor is None:
+                return True
+            try:
+                missed = self.archive.after(room, cursor)
+            except ChatError:
+                return False
+            with self._delivering:
+                self._deliver(missed, room, namespace)
+            if len(missed) < self.archive.READ_AT_ONCE:
+                return True
+
+    def check(self):
+        """Repair the rooms that are due, and every room whose channel's
+        `last_seq` in the database is ahead of its cursor (one query)."""
+        due, self._due = self._due, set()
+        try:
+            newest = self.archive.newest(list(self.cursors))
+        except ChatError:
+            newest = {}
+        for room, last_seq in newest.items():
+            cursor = self.cursors.get(room)
+            if cursor is not None and last_seq > cursor:
+                due.add(room)
+        for room in due:
+            if not self.repair(room):
+                self._due.add(room)
+
+    def _repair_forever(self):
+        """Check the rooms every `repair_interval` seconds, and at once when
+        a repair is asked for."""
+        while True:
+            self._wake.wait(self.repair_interval)
+            self._wake.clear()
+            try:
+                self.check()
+            except Exception:  # the repairer must outlive any one failure
+                log.exception("repairing delivery failed")
 
     def basic_enter_room(self, sid, namespace, room, eio_sid=None):
         """Enter a room, remembering it among the sid's rooms."""
@@ -105,12 +262,15 @@ class OrderedMessages:
         return [room for room in rooms if room is not None]
 
     def basic_leave_room(self, sid, namespace, room):
-        """Leave a room; forget the member's position in it."""
+        """Leave a room; forget the member's position in it, and the room's
+        cursor once no member is left here."""
         self.positions.pop((sid, room), None)
         rooms = self.rooms_of.get((namespace, sid))
         if rooms is not None:
             rooms.discard(room)
-        return super().basic_leave_room(sid, namespace, room)
+        super().basic_leave_room(sid, namespace, room)
+        if room not in self.rooms.get(namespace, {}):
+            self.cursors.pop(room, None)
 
     def basic_disconnect(self, sid, namespace, **kwargs):
         """Disconnect: what the base class does, but leaving only the rooms
@@ -146,12 +306,28 @@ class ChatManager(OrderedMessages, Manager):
 
 
 class ChatRedisManager(OrderedMessages, RedisManager):
-    """Several processes joined by Redis: messages are delivered from Redis."""
+    """Several processes joined by Redis: messages are delivered from Redis,
+    and from the database whatever Redis did not bring."""
+
+    def __init__(self, link, channel, repair_interval=0):
+        super().__init__(
+            link.url,
+            channel=channel,
+            repair_interval=repair_interval,
+            # For the listener: a subscription waits for messages without a
+            # timeout, but a connection attempt gives up quickly.
+            redis_options={
+                "socket_connect_timeout": link.timeout,
+                "retry": Retry(NoBackoff(), 0),
+            },
+        )
+        self.link = link
+        link.on_back.append(self.repair_everything)
 
     def publish_message(self, message, room, namespace="/"):
         # No host_id: the listener of every process, this one included,
         # delivers it, so every process delivers in Redis's order.
-        self._publish(
+        published = self._publish(
             {
                 "method": "emit",
                 "event": MESSAGE_EVENT,
@@ -164,6 +340,41 @@ class ChatRedisManager(OrderedMessages, RedisManager):
                 "host_id": None,
             }
         )
+        if not published:
+            # Redis did not take it: this process's members get it now, and
+            # the other processes' repairers read it from the database.
+            self.deliver_message(message, room, namespace)
+
+    def _publish(self, data):
+        """Publish through the link: one short attempt, none while Redis is
+        down. True when Redis took it."""
+        encoded = self.json.dumps(data)
+        return self.link.run(
+            "publish",
+            lambda client: client.publish(self.channel, encoded) is not None,
+            fallback=False,
+        )
+
+    def _redis_listen_with_retries(self):
+        """Subscribe, and subscribe again every LISTEN_RETRY seconds while
+        Redis is away; after each subscription, repair every room, since
+        what was published meanwhile never arrives."""
+        while True:
+            try:
+                self._redis_connect()
+                self.pubsub.subscribe(self.channel)
+                self.link.answered()
+                self.repair_everything()
+                yield from self.pubsub.listen()
+            except redis.RedisError as error:
+                self.link.failed("listen", error)
+                self.pubsub.close()
+                time.sleep(LISTEN_RETRY)
+
+    def check(self):
+        """Ask a Redis that is down whether it is back, then repair."""
+        self.link.probe()
+        super().check()
 
     def _handle_emit(self, message):
         # Stored messages (ours, another process's, or `flask chat post`'s)

@@ -47,3 +47,32 @@ class Message(db.Model):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=lambda: datetime.now(UTC)
     )
+    # The sender's own name for the message, which it sends again on a retry.
+    client_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class Receipt(db.Model):
+    """What a client's send stored, found again when the client retries it.
+
+    A retry of `client_id` in `channel` stores nothing new and is answered
+    with the original `message_id` and `seq`. Receipts outlive the pruning of
+    their messages, and expire after CHAT_RETRY_HOURS.
+    """
+
+    __tablename__ = "receipts"
+    __table_args__ = (
+        Index("ix_receipts_channel_client_id", "channel", "client_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    channel: Mapped[str] = mapped_column(
+        String(64), ForeignKey("channels.name", ondelete="CASCADE")
+    )
+    client_id: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite")
+    )
+    seq: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -9,7 +9,6 @@ whose process stopped refreshing them (a crashed process's members expire).
 
 import time
 
-import redis
 from flask import current_app
 
 from app.broadcast import broadcaster
@@ -148,61 +147,89 @@ class RedisPresence(LocalPresence):
     """Presence shared by every process through Redis.
 
     Per channel, a sorted set scores each member (sid) with the time its
-    entry expires, and a hash maps it to its name. Each process re-scores its
-    own members on refresh(); entries nobody re-scores (their process died)
-    expire after `ttl` seconds and are removed by whichever process notices.
+    entry expires, and a hash maps it to its name. Each process re-writes its
+    own members' entries on refresh(); entries nobody re-writes (their
+    process died) expire after `ttl` seconds and are removed by whichever
+    process notices. While Redis is down a process knows only its own
+    members; the refreshes after it comes back (empty, perhaps) rebuild the
+    rest within `ttl`.
     """
 
-    def __init__(self, redis_url, prefix, ttl):
+    def __init__(self, link, prefix, ttl):
         super().__init__()
-        self.redis = redis.Redis.from_url(redis_url, socket_timeout=5)
+        self.link = link
         self.prefix = prefix
         self.ttl = ttl
+        self._announce_all = False
+        link.on_back.append(self._after_outage)
 
     def _keys(self, channel):
         return f"{self.prefix}:presence:{channel}", f"{self.prefix}:names:{channel}"
 
     def enter(self, channel, member, name):
         super().enter(channel, member, name)
-        expiring, names = self._keys(channel)
-        with self.redis.pipeline() as pipe:
-            pipe.zadd(expiring, {member: time.time() + self.ttl})
-            pipe.hset(names, member, name)
-            pipe.execute()
+        self.link.run("presence", lambda client: self._write(client, channel))
 
     def leave(self, channel, member):
         was_local = super().leave(channel, member)
         expiring, names = self._keys(channel)
-        with self.redis.pipeline() as pipe:
-            pipe.zrem(expiring, member)
-            pipe.hdel(names, member)
-            removed, _ = pipe.execute()
-        return was_local or bool(removed)
+
+        def remove(client):
+            with client.pipeline() as pipe:
+                pipe.zrem(expiring, member)
+                pipe.hdel(names, member)
+                removed, _ = pipe.execute()
+            return removed
+
+        return was_local or bool(self.link.run("presence", remove, fallback=0))
 
     def names(self, channel):
+        found = self.link.run("presence", lambda client: self._names(client, channel))
+        return super().names(channel) if found is None else found
+
+    def _names(self, client, channel):
         expiring, names = self._keys(channel)
-        alive = self.redis.zrangebyscore(expiring, time.time(), "+inf")
+        alive = client.zrangebyscore(expiring, time.time(), "+inf")
         if not alive:
             return []
-        return sorted(
-            {name.decode() for name in self.redis.hmget(names, alive) if name}
-        )
+        return sorted({name.decode() for name in client.hmget(names, alive) if name})
+
+    def _write(self, client, channel):
+        """Score and name this process's members of a channel, and remove
+        expired entries; returns whether any had expired."""
+        now = time.time()
+        members = self.members.get(channel, {})
+        expiring, names = self._keys(channel)
+        with client.pipeline() as pipe:
+            if members:
+                pipe.zadd(expiring, {member: now + self.ttl for member in members})
+                pipe.hset(names, mapping=members)
+            pipe.zrangebyscore(expiring, "-inf", now)
+            expired = pipe.execute()[-1]
+        if expired:
+            with client.pipeline() as pipe:
+                pipe.zrem(expiring, *expired)
+                pipe.hdel(names, *expired)
+                pipe.execute()
+        return bool(expired)
 
     def refresh(self):
-        """Re-score this process's members; remove expired ones anywhere we
-        have members. Returns the channels that lost expired members."""
-        now = time.time()
-        changed = set()
-        for channel, members in list(self.members.items()):
-            expiring, names = self._keys(channel)
-            with self.redis.pipeline() as pipe:
-                pipe.zadd(expiring, {member: now + self.ttl for member in members})
-                pipe.zrangebyscore(expiring, "-inf", now)
-                _, expired = pipe.execute()
-            if expired:
-                with self.redis.pipeline() as pipe:
-                    pipe.zrem(expiring, *expired)
-                    pipe.hdel(names, *expired)
-                    pipe.execute()
-                changed.add(channel)
+        """Re-write this process's members; remove expired ones anywhere we
+        have members. Returns the channels to announce: those that lost
+        expired members, and after an outage every channel served here."""
+        changed = self.link.run(
+            "presence",
+            lambda client: {
+                channel
+                for channel in list(self.members)
+                if self._write(client, channel)
+            },
+            fallback=set(),
+        )
+        if self._announce_all and self.link.up:
+            self._announce_all = False
+            changed |= set(self.members)
         return changed
+
+    def _after_outage(self):
+        self._announce_all = True

@@ -114,3 +114,23 @@ def since_seq(value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ChatError("invalid_since", "since must be a whole number >= 0")
     return value
+
+
+CLIENT_ID_MAX_LENGTH = 64
+
+
+def client_id(value):
+    """An optional client_id: the sender's own name for a message, 1-64
+    characters without control ones, which a retry sends again."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= CLIENT_ID_MAX_LENGTH:
+        raise ChatError(
+            "invalid_client_id",
+            f"client_id must be a string of 1 to {CLIENT_ID_MAX_LENGTH} characters",
+        )
+    if _FORBIDDEN_IN_NAME.search(value):
+        raise ChatError(
+            "invalid_client_id", "client_id must not hold control characters"
+        )
+    return value

@@ -112,14 +112,19 @@ class ChatNamespace(Namespace):
 
     @answered
     def on_send_message(self, sid, payload=None):
-        """A member sends `send_message {channel, message}` from the page's form.
+        """A member sends `send_message {channel, message, client_id?}` from
+        the page's form, and again with the same client_id until it is acked.
 
-        Acked with the stored message's id and seq, after it is committed.
+        Acked with the stored message's id and seq, after it is committed; a
+        retry is acked with the ones its first send stored.
         """
         fields = rules.fields(payload)
         channel = self._joined(sid, fields.get("channel"))
         stored = chat.post_message(
-            channel, fields.get("message"), presence.name_of(sid)
+            channel,
+            fields.get("message"),
+            presence.name_of(sid),
+            fields.get("client_id"),
         )
         return {"ok": True, "id": stored["id"], "seq": stored["seq"]}
 

@@ -219,7 +219,7 @@ def test_healthz_when_the_database_answers(client):
     response = client.get("/healthz")
 
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok"}
+    assert response.get_json() == {"status": "ok", "database": "ok", "redis": "off"}
 
 
 @pytest.fixture
@@ -233,7 +233,11 @@ def test_healthz_when_the_database_does_not_answer(offline_client):
     response = offline_client.get("/healthz")
 
     assert response.status_code == 503
-    assert response.get_json() == {"status": "unavailable"}
+    assert response.get_json() == {
+        "status": "unavailable",
+        "database": "unavailable",
+        "redis": "off",
+    }
 
 
 def test_posting_without_a_database_is_unavailable(offline_client, caplog):

@@ -109,7 +109,7 @@ def test_database_answers(app):
 
 @pytest.mark.usefixtures("context")
 def test_a_batch_larger_than_the_limit_keeps_only_the_newest(broadcasts):
-    pending = [("lobby", f"m{number}", None) for number in range(25)]
+    pending = [chat.Draft("lobby", f"m{number}", None, None) for number in range(25)]
 
     stored = chat.write_messages(pending)
 
@@ -120,7 +120,7 @@ def test_a_batch_larger_than_the_limit_keeps_only_the_newest(broadcasts):
 
 @pytest.mark.usefixtures("context")
 def test_a_batch_numbers_each_channel_in_order(broadcasts):
-    pending = [(channel, "hi", None) for channel in "abab"]
+    pending = [chat.Draft(channel, "hi", None, None) for channel in "abab"]
 
     stored = chat.write_messages(pending)
 
