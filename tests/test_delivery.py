@@ -101,3 +101,103 @@ def test_disconnect_leaves_every_room_and_forgets_the_member(app, connect):
     assert (("/", sid)) not in manager.rooms_of
     assert all(sid not in room for room in manager.rooms.get("/", {}).values())
     assert not manager.is_connected(sid, "/")
+
+
+# Repair: messages that were committed but never reached this process.
+
+
+class Silence:
+    """A broadcaster that drops messages, as a Redis outage or a process
+    dying between commit and publish would."""
+
+    def message(self, message):
+        pass
+
+
+@pytest.fixture
+def store_silently(app):
+    """Store messages in `lobby` without broadcasting them."""
+
+    def store(*texts):
+        members = app.extensions["chat_broadcaster"]
+        app.extensions["chat_broadcaster"] = Silence()
+        try:
+            for text in texts:
+                post(app, text)
+        finally:
+            app.extensions["chat_broadcaster"] = members
+
+    return store
+
+
+def test_the_check_delivers_a_message_that_was_never_broadcast(
+    app, connect, store_silently
+):
+    member = connect()
+    member.join("lobby")
+    store_silently("lost in transit")
+
+    socketio.server.manager.check()
+
+    assert [m["message"] for m in member.received("message")] == ["lost in transit"]
+
+
+def test_a_message_after_a_gap_waits_for_the_ones_before_it(
+    app, connect, store_silently
+):
+    member = connect()
+    member.join("lobby")
+    store_silently("m1")
+
+    post(app, "m2")
+    waited = seqs(member)
+    socketio.server.manager.check()
+
+    assert waited == []
+    assert seqs(member) == [1, 2]
+
+
+def test_repairs_deliver_each_message_once(app, connect, store_silently):
+    member = connect()
+    member.join("lobby")
+    store_silently("m1", "m2")
+
+    socketio.server.manager.check()
+    socketio.server.manager.check()
+    post(app, "m3")
+
+    assert seqs(member) == [1, 2, 3]
+
+
+def test_a_gap_already_pruned_is_announced_with_resync(app, connect, store_silently):
+    member = connect()
+    member.join("lobby")
+    store_silently(*(f"m{number}" for number in range(1, 16)))
+
+    socketio.server.manager.check()
+
+    assert member.received("resync") == [
+        {"channel": "lobby", "recovered": False, "last_seq": 15}
+    ]
+    assert seqs(member) == list(range(6, 16))
+
+
+def test_a_joiner_gets_what_the_room_has_beyond_its_history(
+    app, connect, store_silently
+):
+    other = connect()
+    other.join("lobby")
+    history = read_history(app)  # read before m1 is stored
+    store_silently("m1")
+    socketio.server.manager.check()  # the room's cursor moves past the history
+    member = connect()
+    manager = socketio.server.manager
+    sid = manager.sid_from_eio_sid(member.client.eio_sid, "/")
+    manager.enter_room(sid, "/", room_of("lobby"))
+    members = app.extensions["chat_broadcaster"]
+    members.hold(sid, "lobby")
+
+    members.replay(sid, "lobby", history.messages, history.last_seq)
+
+    assert seqs(member) == [1]
+    assert seqs(other) == [1]
