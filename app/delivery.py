@@ -368,7 +368,8 @@ class ChatRedisManager(OrderedMessages, RedisManager):
                 yield from self.pubsub.listen()
             except redis.RedisError as error:
                 self.link.failed("listen", error)
-                self.pubsub.close()
+                if self.pubsub is not None:
+                    self.pubsub.close()
                 time.sleep(LISTEN_RETRY)
 
     def check(self):

@@ -168,7 +168,9 @@ class RedisPresence(LocalPresence):
 
     def enter(self, channel, member, name):
         super().enter(channel, member, name)
-        self.link.run("presence", lambda client: self._write(client, channel))
+        self.link.run(
+            "presence", lambda client: self._write(client, channel, {member: name})
+        )
 
     def leave(self, channel, member):
         was_local = super().leave(channel, member)
@@ -194,18 +196,23 @@ class RedisPresence(LocalPresence):
             return []
         return sorted({name.decode() for name in client.hmget(names, alive) if name})
 
-    def _write(self, client, channel):
-        """Score and name this process's members of a channel, and remove
-        expired entries; returns whether any had expired."""
-        now = time.time()
-        members = self.members.get(channel, {})
+    def _write(self, client, channel, members):
+        """Score and name members of a channel."""
         expiring, names = self._keys(channel)
+        expires = time.time() + self.ttl
         with client.pipeline() as pipe:
-            if members:
-                pipe.zadd(expiring, {member: now + self.ttl for member in members})
-                pipe.hset(names, mapping=members)
-            pipe.zrangebyscore(expiring, "-inf", now)
-            expired = pipe.execute()[-1]
+            pipe.zadd(expiring, {member: expires for member in members})
+            pipe.hset(names, mapping=members)
+            pipe.execute()
+
+    def _rewrite(self, client, channel):
+        """Write this process's members of a channel again (Redis may have
+        lost them) and remove expired entries; True if any had expired."""
+        members = self.members.get(channel)
+        if members:
+            self._write(client, channel, members)
+        expiring, names = self._keys(channel)
+        expired = client.zrangebyscore(expiring, "-inf", time.time())
         if expired:
             with client.pipeline() as pipe:
                 pipe.zrem(expiring, *expired)
@@ -222,7 +229,7 @@ class RedisPresence(LocalPresence):
             lambda client: {
                 channel
                 for channel in list(self.members)
-                if self._write(client, channel)
+                if self._rewrite(client, channel)
             },
             fallback=set(),
         )

@@ -95,10 +95,10 @@ class ChatNamespace(Namespace):
         members.hold(sid, channel)
         try:
             found = chat.history(channel, since)
+            members.replay(sid, channel, found.messages, found.last_seq)
         except ChatError:
             self.leave_room(sid, room_of(channel))
             raise
-        members.replay(sid, channel, found.messages, found.last_seq)
         present = presence.enter(channel, sid)
         return {
             "ok": True,
