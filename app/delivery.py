@@ -221,6 +221,12 @@ class OrderedMessages:
                 return False
             with self._delivering:
                 self._deliver(missed, room, namespace)
+            if missed and self.cursors.get(room, cursor) > cursor:
+                log.info(
+                    "repaired %s: delivered up to seq %d from the database",
+                    channel_of(room),
+                    self.cursors[room],
+                )
             if len(missed) < self.archive.READ_AT_ONCE:
                 return True
 
