@@ -15,7 +15,11 @@ from app.extensions import socketio
 def joining(app, connect):
     """A member in the room of `lobby` whose live messages are held, as
     on_join leaves it before reading the history; and the broadcaster."""
-    member = connect()
+    return hold_joiner(app, connect())
+
+
+def hold_joiner(app, member):
+    """Put a member in the room of `lobby` with its live messages held."""
     manager = socketio.server.manager
     sid = manager.sid_from_eio_sid(member.client.eio_sid, "/")
     manager.enter_room(sid, "/", room_of("lobby"))
@@ -190,12 +194,7 @@ def test_a_joiner_gets_what_the_room_has_beyond_its_history(
     history = read_history(app)  # read before m1 is stored
     store_silently("m1")
     socketio.server.manager.check()  # the room's cursor moves past the history
-    member = connect()
-    manager = socketio.server.manager
-    sid = manager.sid_from_eio_sid(member.client.eio_sid, "/")
-    manager.enter_room(sid, "/", room_of("lobby"))
-    members = app.extensions["chat_broadcaster"]
-    members.hold(sid, "lobby")
+    member, sid, members = hold_joiner(app, connect())
 
     members.replay(sid, "lobby", history.messages, history.last_seq)
 
