@@ -2,11 +2,17 @@
 
 import os
 import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import requests
 
 import pytest
+from conftest import POSTGRES_ADMIN_URL
+from servers import ROOT
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -46,15 +52,15 @@ def server(start_server):
 @pytest.fixture
 def open_page(browser, server):
     """Open the channel page in a fresh browser context, connected; with a
-    name, as someone who chose that name before."""
+    name, as someone who chose that name before; `on` another server."""
     contexts = []
 
-    def open_channel(channel="lobby", name=None, **context_options):
+    def open_channel(channel="lobby", name=None, on=server, **context_options):
         contexts.append(browser.new_context(**context_options))
         if name:
             contexts[-1].add_init_script(f"localStorage.setItem('chat.name', {name!r})")
         page = contexts[-1].new_page()
-        page.goto(f"{server.url}/chat?channel={channel}")
+        page.goto(f"{on.url}/chat?channel={channel}")
         expect(page.locator("#connection")).to_have_attribute("data-state", "online")
         return page
 
@@ -66,6 +72,23 @@ def open_page(browser, server):
 def say(page, text):
     page.fill("#messageInput", text)
     page.press("#messageInput", "Enter")
+
+
+def delivered(page):
+    """The texts of the messages the server delivered: no pending ones."""
+    return page.locator(".chat-room .entry:not(.pending) .message")
+
+
+def stored(server, channel="lobby"):
+    """The texts the server keeps for a channel, oldest first."""
+    response = requests.get(f"{server.url}/api/channels/{channel}/messages", timeout=10)
+    assert response.status_code == 200
+    return [message["message"] for message in response.json()["messages"]]
+
+
+def screenshot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / name)
 
 
 def test_two_tabs_exchange_messages_both_ways(open_page):
@@ -84,7 +107,7 @@ def test_a_tab_opened_later_shows_the_newest_ten(open_page):
     first = open_page()
     for number in range(1, 13):
         say(first, f"message {number}")
-    expect(first.locator(".message").last).to_have_text("message 12")
+    expect(delivered(first).last).to_have_text("message 12")
 
     later = open_page()
 
@@ -107,12 +130,31 @@ def test_reload_shows_exactly_the_retained_history(open_page):
     page = open_page()
     for number in range(1, 13):
         say(page, f"message {number}")
-    expect(page.locator(".message").last).to_have_text("message 12")
+    expect(delivered(page).last).to_have_text("message 12")
 
     page.reload()
 
     expected = [f"message {number}" for number in range(3, 13)]
     expect(page.locator(".chat-room .message")).to_have_text(expected)
+
+
+def store_silently(server, texts):
+    """Store messages in `lobby` from another process, as the server's own
+    sends would, but broadcasting them to nobody."""
+    script = (
+        "import sys\n"
+        "from app import chat, create_app\n"
+        "with create_app().app_context():\n"
+        "    for text in sys.argv[1:]:\n"
+        "        chat.post_message('lobby', text)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, *texts],
+        cwd=ROOT,
+        env=server.env,
+        check=True,
+        capture_output=True,
+    )
 
 
 def post(server, text):
@@ -125,11 +167,11 @@ def post(server, text):
 def test_page_catches_up_after_the_server_restarts(open_page, server, start_server):
     page = open_page()
     say(page, "before")
-    expect(page.locator(".message")).to_have_text(["before"])
+    expect(delivered(page)).to_have_text(["before"])
 
     server.stop()
     expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
-    expect(page.locator("#messageInput")).to_be_disabled()
+    expect(page.locator("#messageInput")).to_be_enabled()  # sent when back
     # Another process on the same database takes messages meanwhile.
     other = start_server()
     post(other, "while away 1")
@@ -149,7 +191,7 @@ def test_page_marks_a_gap_when_missed_messages_were_pruned(
 ):
     page = open_page()
     say(page, "before")
-    expect(page.locator(".message")).to_have_text(["before"])
+    expect(delivered(page)).to_have_text(["before"])
 
     server.stop()
     other = start_server()
@@ -159,6 +201,23 @@ def test_page_marks_a_gap_when_missed_messages_were_pruned(
 
     expected = [f"away {number}" for number in range(3, 13)]
     expect(page.locator(".chat-room .message")).to_have_text(expected, timeout=20_000)
+    expect(page.locator(".gap")).to_have_count(1)
+
+
+def test_page_marks_a_gap_when_the_server_says_messages_were_pruned(
+    open_page, start_server
+):
+    # Repairs only when a message shows the gap, not every second meanwhile.
+    server = start_server(CHAT_REPAIR_INTERVAL="3600")
+    page = open_page(on=server)
+    say(page, "before")
+    expect(delivered(page)).to_have_text(["before"])
+
+    store_silently(server, [f"missed {number}" for number in range(1, 13)])
+    post(server, "after")  # seq 14: what it follows, 2 to 4, is gone
+
+    expected = [f"missed {number}" for number in range(4, 13)] + ["after"]
+    expect(page.locator(".chat-room .message")).to_have_text(expected)
     expect(page.locator(".gap")).to_have_count(1)
 
 
@@ -233,3 +292,189 @@ def test_conversation_screenshot_on_a_phone(open_page):
     assert (ARTIFACTS / "conversation-phone.png").stat().st_size > 10_000
     width = ann.evaluate("document.documentElement.scrollWidth")
     assert width <= 390  # nothing wider than the phone
+
+
+def test_a_message_sent_while_the_server_is_down_arrives_once_after_it_restarts(
+    open_page, server
+):
+    page = open_page()
+    server.stop()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+
+    say(page, "sent while down")
+
+    pending = page.locator(".entry.pending")
+    expect(pending.locator(".message")).to_have_text(["sent while down"])
+    expect(pending.locator(".status")).to_have_text("Sending…")
+    expect(pending.get_by_role("button")).to_have_count(0)  # only failed ones
+    expect(page.locator("#messageInput")).to_have_value("")
+    screenshot(page, "pending-while-down.png")
+
+    server.start()
+
+    expect(page.locator(".entry.pending")).to_have_count(0, timeout=20_000)
+    expect(page.locator(".chat-room .entry .message")).to_have_text(["sent while down"])
+    # Sending is one at a time: once the next one is in, no retry of the
+    # first is left to store it again.
+    say(page, "next")
+    expect(delivered(page)).to_have_text(["sent while down", "next"])
+    assert stored(server) == ["sent while down", "next"]
+    assert page.evaluate("localStorage.getItem('chat.pending.lobby')") is None
+
+
+def serve_from_cache(page, server):
+    """Answer the channel page and its files from copies taken now, as a
+    browser cache would while the server is down; the rest goes to the server."""
+    paths = [
+        "/chat?channel=lobby",
+        "/static/chat.js",
+        "/static/chat.css",
+        "/vendor/socket.io.min.js",
+    ]
+    copies = {}
+    for path in paths:
+        copies[server.url + path] = requests.get(server.url + path, timeout=10)
+        assert copies[server.url + path].status_code == 200, path
+
+    def answer(route):
+        copy = copies[route.request.url]
+        route.fulfill(
+            status=200, content_type=copy.headers["Content-Type"], body=copy.content
+        )
+
+    page.route(lambda url: url in copies, answer)
+
+
+def test_a_pending_message_survives_a_reload_while_the_server_is_down(
+    open_page, server
+):
+    page = open_page()
+    serve_from_cache(page, server)
+    server.stop()
+    say(page, "typed before the reload")
+    expect(page.locator(".entry.pending .message")).to_have_text(
+        ["typed before the reload"]
+    )
+
+    page.reload()
+
+    expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    expect(page.locator(".entry.pending .message")).to_have_text(
+        ["typed before the reload"]
+    )
+    expect(page.locator(".entry.pending .status")).to_have_text("Sending…")
+    screenshot(page, "pending-after-reload.png")
+
+    server.start()
+
+    expect(page.locator(".entry.pending")).to_have_count(0, timeout=20_000)
+    expect(page.locator(".chat-room .entry.own .message")).to_have_text(
+        ["typed before the reload"]
+    )
+    say(page, "next")
+    expect(delivered(page)).to_have_text(["typed before the reload", "next"])
+    assert stored(server) == ["typed before the reload", "next"]
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        pytest.param("x" * 2001, "at most 2000 characters", id="too-long"),
+        pytest.param("ring \x07 the bell", "control characters", id="control-char"),
+    ],
+)
+def test_a_refused_message_stays_visible_as_failed_with_its_reason(
+    open_page, request, text, reason
+):
+    page = open_page()
+    # The input's maxlength and a person's keyboard would not let these in.
+    page.locator("#messageInput").evaluate("(input, text) => input.value = text", text)
+    page.press("#messageInput", "Enter")
+
+    failed = page.locator(".entry.pending.failed")
+    expect(failed.locator(".status")).to_have_text("Not sent")
+    expect(failed.locator(".reason")).to_contain_text(reason)
+    expect(failed.get_by_role("button", name="Retry")).to_be_visible()
+    expect(failed.get_by_role("button", name="Discard")).to_be_visible()
+    assert failed.locator(".message").text_content() == text
+    screenshot(page, f"refused-{request.node.callspec.id}.png")
+
+    failed.get_by_role("button", name="Retry").click()  # refused again, still there
+    expect(failed.locator(".status")).to_have_text("Not sent")
+    page.reload()
+    expect(failed.locator(".reason")).to_contain_text(reason)
+    assert failed.locator(".message").text_content() == text
+
+    failed.get_by_role("button", name="Edit").click()
+    expect(page.locator("#messageInput")).to_have_value(text)
+    expect(page.locator(".chat-room .entry")).to_have_count(0)
+
+
+def test_messages_from_others_go_above_ones_not_yet_sent(open_page):
+    writer, reader = open_page(), open_page()
+    refused = "x" * 2001
+    writer.locator("#messageInput").evaluate(
+        "(input, text) => input.value = text", refused
+    )
+    writer.press("#messageInput", "Enter")
+    expect(writer.locator(".entry.failed")).to_have_count(1)
+
+    say(reader, "from the reader")
+
+    expect(writer.locator(".chat-room .message")).to_have_text(
+        ["from the reader", refused]
+    )
+    writer.get_by_role("button", name="Discard").click()
+    expect(writer.locator(".chat-room .message")).to_have_text(["from the reader"])
+
+
+def test_own_messages_stay_own_after_a_reload(open_page):
+    ann, bob = open_page(name="ann"), open_page(name="bob")
+    say(ann, "mine")
+    say(bob, "theirs")
+    expect(delivered(ann)).to_have_text(["mine", "theirs"])
+
+    ann.reload()
+
+    expect(ann.locator(".entry .message")).to_have_text(["mine", "theirs"])
+    expect(ann.locator(".entry.own .message")).to_have_text(["mine"])
+
+
+@contextmanager
+def database_down(url):
+    """This test's PostgreSQL database refuses connections, and the open ones
+    end, until the block is left; the server itself keeps running."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (name,),
+        )
+        try:
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+def test_a_message_refused_while_the_database_is_down_is_sent_again_until_stored(
+    open_page, start_server, postgres_url
+):
+    server = start_server(DATABASE_URL=postgres_url)
+    page = open_page(on=server)
+    pending = page.locator(".entry.pending")
+
+    with database_down(postgres_url):
+        say(page, "while the database is down")
+        expect(pending.locator(".status")).to_have_text("Sending…")
+        page.wait_for_timeout(4_000)  # refused as unavailable, and again
+        expect(pending.locator(".status")).to_have_text("Sending…")
+        expect(page.locator(".entry.failed")).to_have_count(0)
+
+    expect(pending).to_have_count(0, timeout=20_000)
+    expect(page.locator(".chat-room .entry .message")).to_have_text(
+        ["while the database is down"]
+    )
+    say(page, "next")
+    expect(delivered(page)).to_have_text(["while the database is down", "next"])
+    assert stored(server) == ["while the database is down", "next"]
