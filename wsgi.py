@@ -28,13 +28,15 @@ def keep_house():
     while True:
         socketio.sleep(1)
         with app.app_context():
-            presence.refresh()
-            if time.monotonic() >= next_sweep:
-                try:
+            try:
+                presence.refresh()
+                if time.monotonic() >= next_sweep:
                     chat.forget_receipts()
                     next_sweep = time.monotonic() + RECEIPT_SWEEP
-                except ChatError:
-                    pass  # the database is away: try again next second
+            except ChatError:
+                pass  # the database is away: sweep at the next turn
+            except Exception:  # this loop must outlive any one failure
+                app.logger.exception("housekeeping failed")
 
 
 socketio.start_background_task(keep_house)

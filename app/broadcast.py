@@ -6,8 +6,9 @@ socket handlers use it to replay a joiner's history in order with live
 messages (see app.delivery).
 """
 
+import json
+
 from flask import current_app
-from flask_socketio import SocketIO
 
 
 def room_of(channel):
@@ -57,16 +58,36 @@ class RoomBroadcaster:
         self._manager.replay(sid, room_of(channel), history, last_seq)
 
 
-class QueueBroadcaster:
-    """Sends messages from outside the servers, through Flask-SocketIO's
-    external emitter on the Redis queue (as `flask chat post` does)."""
+def queue_notice(message, room, namespace="/"):
+    """A stored message as it travels on the Redis channel: python-socketio's
+    emit, with no host_id, so that every process, the sender's included,
+    delivers it from Redis, in Redis's order."""
+    return {
+        "method": "emit",
+        "event": "message",
+        "data": [message],
+        "binary": False,
+        "namespace": namespace,
+        "room": room,
+        "skip_sid": None,
+        "callback": None,
+        "host_id": None,
+    }
 
-    def __init__(self, redis_url, channel):
-        self.emitter = SocketIO(message_queue=redis_url, channel=channel)
+
+class QueueBroadcaster:
+    """Sends messages from outside the servers, on the Redis channel that
+    joins them (as `flask chat post` does)."""
+
+    def __init__(self, link, channel):
+        self.link = link
+        self.channel = channel
 
     def message(self, message):
-        """Send a stored message to every member of its channel."""
-        self.emitter.emit("message", message, to=room_of(message["channel"]))
+        """Send a stored message to every member of its channel; when Redis
+        does not take it, the servers' repairers deliver it."""
+        notice = json.dumps(queue_notice(message, room_of(message["channel"])))
+        self.link.run("publish", lambda client: client.publish(self.channel, notice))
 
 
 def init_app(app, socketio):

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from flask import current_app
 from sqlalchemy import bindparam, delete, func, insert, select, text, tuple_
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app import rules
 from app.broadcast import broadcaster
@@ -387,9 +388,11 @@ def _database_work():
     """Roll back on any error, and report a database failure as `unavailable`."""
     try:
         yield
-    except DBAPIError as error:
+    except (DBAPIError, PoolTimeout) as error:
+        # A pool with no connection free in time is as unavailable as a
+        # database that does not answer.
         db.session.rollback()
-        log.warning("database unavailable: %s", error.orig or error)
+        log.warning("database unavailable: %s", getattr(error, "orig", None) or error)
         raise ChatError(
             "unavailable", "the chat cannot reach its database", status=503
         ) from None

@@ -22,15 +22,17 @@ def post(channel, message, author):
     once through the message queue; without it they get it when they next
     join the channel.
     """
-    config = current_app.config
-    if config["REDIS_URL"]:
+    link = current_app.extensions["chat_redis"]
+    if link:
         current_app.extensions["chat_broadcaster"] = QueueBroadcaster(
-            config["REDIS_URL"], config["REDIS_CHANNEL"]
+            link, current_app.config["REDIS_CHANNEL"]
         )
     try:
         stored = chat.post_message(channel, message, author)
     except ChatError as error:
         raise click.ClickException(f"{error.code}: {error.message}") from None
     click.echo(f"posted #{stored['seq']} to {stored['channel']}")
-    if not config["REDIS_URL"]:
+    if not link:
         click.echo("REDIS_URL is not set: live clients see it when they next join")
+    elif not link.up:
+        click.echo("Redis did not answer: the servers deliver it from the database")

@@ -23,6 +23,7 @@ deliver `message` events to a channel's room with more guarantees:
 """
 
 import logging
+import socket
 import threading
 import time
 
@@ -33,16 +34,24 @@ from redis.retry import Retry
 from socketio import Manager, RedisManager
 from socketio.packet import EVENT
 
-from app.broadcast import channel_of
+from app.broadcast import channel_of, queue_notice
 from app.errors import ChatError
 from app.transport import text_frame, websocket_of
 
 log = logging.getLogger(__name__)
 
 MESSAGE_EVENT = "message"
+_GONE = object()  # the position of a member no longer in the room
 RESYNC_EVENT = "resync"
 # Seconds between two attempts of the Redis listener to subscribe again.
 LISTEN_RETRY = 0.5
+# TCP keepalive of the Redis subscription: idle seconds, probe interval,
+# probes lost before the connection counts as dead.
+LISTENER_KEEPALIVE = {
+    socket.TCP_KEEPIDLE: 10,
+    socket.TCP_KEEPINTVL: 5,
+    socket.TCP_KEEPCNT: 3,
+}
 # A joiner that keeps falling behind while it catches up is settled after
 # this many reads, rather than read for ever.
 CATCH_UP_READS = 5
@@ -108,15 +117,17 @@ class OrderedMessages:
                 continue
             frame = _Frame(self._frame(MESSAGE_EVENT, message, namespace))
             for sid, eio_sid in members:
-                position = self.positions.get((sid, room))
+                # A member has a position from its join on; one without has
+                # left meanwhile (a send can run a disconnect's handlers).
+                position = self.positions.get((sid, room), _GONE)
                 if isinstance(position, list):
                     position.append(message)
-                elif position is None or seq > position:
-                    if position is not None and seq > position + 1:
+                elif position is not _GONE and seq > position:
+                    if seq > position + 1:
                         self._resync(eio_sid, room, messages[-1]["seq"], namespace)
                     self.positions[(sid, room)] = seq
                     self._send(eio_sid, frame)
-            if cursor is not None:
+            if cursor is not None and room in self.cursors:
                 cursor = self.cursors[room] = seq
 
     def _resync(self, eio_sid, room, last_seq, namespace):
@@ -135,16 +146,23 @@ class OrderedMessages:
         further on) is read from the database before the joiner is settled.
         Raises ChatError when that read fails.
         """
+        first = True  # the join's own read: its ack tells of pruned messages
         for _ in range(CATCH_UP_READS):
-            position = self._replay_step(sid, room, history, last_seq, namespace)
+            position = self._replay_step(
+                sid, room, history, last_seq, namespace, first=first
+            )
             if position is None:
                 return
             history, last_seq = self.archive.after(room, position), position
+            first = False
         self._replay_step(sid, room, history, last_seq, namespace, settle=True)
 
-    def _replay_step(self, sid, room, history, last_seq, namespace, settle=False):
+    def _replay_step(
+        self, sid, room, history, last_seq, namespace, first=False, settle=False
+    ):
         """Send what is in order; settle the joiner and return None, or
-        return its position when more must be read first."""
+        return its position when more must be read first. A gap found after
+        the join's own read (pruned meanwhile) is announced with `resync`."""
         key = (sid, room)
         with self._delivering:
             held = self.positions.get(key)
@@ -154,6 +172,8 @@ class OrderedMessages:
             eio_sid = self.eio_sid_from_sid(sid, namespace)
             position = last_seq
             for message in history:
+                if not first and message["seq"] > position + 1:
+                    self._resync(eio_sid, room, history[-1]["seq"], namespace)
                 self._send(
                     eio_sid, _Frame(self._frame(MESSAGE_EVENT, message, namespace))
                 )
@@ -163,6 +183,8 @@ class OrderedMessages:
                 if message["seq"] == position + 1 or (
                     settle and message["seq"] > position
                 ):
+                    if message["seq"] > position + 1:
+                        self._resync(eio_sid, room, held[-1]["seq"], namespace)
                     frame = _Frame(self._frame(MESSAGE_EVENT, message, namespace))
                     self._send(eio_sid, frame)
                     position = message["seq"]
@@ -234,17 +256,34 @@ class OrderedMessages:
         """Repair the rooms that are due, and every room whose channel's
         `last_seq` in the database is ahead of its cursor (one query)."""
         due, self._due = self._due, set()
+        # Cursors as they were before the read: seqs only grow, so a channel
+        # found behind one of these was reset, not merely read too early.
+        cursors = dict(self.cursors)
         try:
-            newest = self.archive.newest(list(self.cursors))
+            newest = self.archive.newest(list(cursors))
         except ChatError:
             newest = {}
         for room, last_seq in newest.items():
-            cursor = self.cursors.get(room)
-            if cursor is not None and last_seq > cursor:
+            if last_seq > self.cursors.get(room, last_seq):
                 due.add(room)
+            elif last_seq < cursors[room]:
+                self._rewind(room, last_seq)
         for room in due:
             if not self.repair(room):
                 self._due.add(room)
+
+    def _rewind(self, room, last_seq, namespace="/"):
+        """The channel's database was reset behind what was delivered: start
+        its numbering again from `last_seq`, and tell the members."""
+        with self._delivering:
+            if room not in self.cursors:
+                return
+            self.cursors[room] = last_seq
+            for sid, eio_sid in list(self.get_participants(namespace, room)):
+                position = self.positions.get((sid, room))
+                if isinstance(position, int) and position > last_seq:
+                    self.positions[(sid, room)] = last_seq
+                    self._resync(eio_sid, room, last_seq, namespace)
 
     def _repair_forever(self):
         """Check the rooms every `repair_interval` seconds, and at once when
@@ -325,28 +364,16 @@ class ChatRedisManager(OrderedMessages, RedisManager):
             redis_options={
                 "socket_connect_timeout": link.timeout,
                 "retry": Retry(NoBackoff(), 0),
+                # A Redis host gone without a reset is noticed in about 25 s.
+                "socket_keepalive": True,
+                "socket_keepalive_options": LISTENER_KEEPALIVE,
             },
         )
         self.link = link
         link.on_back.append(self.repair_everything)
 
     def publish_message(self, message, room, namespace="/"):
-        # No host_id: the listener of every process, this one included,
-        # delivers it, so every process delivers in Redis's order.
-        published = self._publish(
-            {
-                "method": "emit",
-                "event": MESSAGE_EVENT,
-                "data": [message],
-                "binary": False,
-                "namespace": namespace,
-                "room": room,
-                "skip_sid": None,
-                "callback": None,
-                "host_id": None,
-            }
-        )
-        if not published:
+        if not self._publish(queue_notice(message, room, namespace)):
             # Redis did not take it: this process's members get it now, and
             # the other processes' repairers read it from the database.
             self.deliver_message(message, room, namespace)

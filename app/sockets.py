@@ -96,7 +96,8 @@ class ChatNamespace(Namespace):
         try:
             found = chat.history(channel, since)
             members.replay(sid, channel, found.messages, found.last_seq)
-        except ChatError:
+        except BaseException:
+            # Never leave a member held, receiving nothing, in the room.
             self.leave_room(sid, room_of(channel))
             raise
         present = presence.enter(channel, sid)

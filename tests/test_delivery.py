@@ -8,7 +8,7 @@ import pytest
 
 from app import chat
 from app.broadcast import room_of
-from app.extensions import socketio
+from app.extensions import db, socketio
 
 
 @pytest.fixture
@@ -200,3 +200,39 @@ def test_a_joiner_gets_what_the_room_has_beyond_its_history(
 
     assert seqs(member) == [1]
     assert seqs(other) == [1]
+
+
+def test_a_joiner_told_of_a_gap_pruned_while_it_caught_up(app, connect, store_silently):
+    other = connect()
+    other.join("lobby")
+    member, sid, members = hold_joiner(app, connect())
+    history = read_history(app)  # empty: read before anything was stored
+    store_silently(*(f"m{number}" for number in range(1, 16)))
+    socketio.server.manager.check()  # the room moves on to 15; 1-5 are pruned
+
+    members.replay(sid, "lobby", history.messages, history.last_seq)
+
+    assert [notice["recovered"] for notice in member.received("resync")] == [False]
+    assert seqs(member) == list(range(6, 16))
+
+
+def test_a_database_reset_behind_the_members_starts_over_with_resync(app, member):
+    member.join("lobby")
+    post(app, "m1")
+    post(app, "m2")
+    member.drain()
+    with app.app_context():
+        db.session.execute(db.text("DELETE FROM messages"))
+        db.session.execute(db.text("DELETE FROM channels"))
+        db.session.commit()
+    post(app, "first after the reset")  # seq 1 again: not a new message yet
+
+    socketio.server.manager.check()
+    post(app, "second after the reset")
+
+    assert member.received("resync") == [
+        {"channel": "lobby", "recovered": False, "last_seq": 1}
+    ]
+    assert [m["message"] for m in member.received("message")] == [
+        "second after the reset"
+    ]
