@@ -21,6 +21,11 @@ def _origins(value):
     return [origin.strip() for origin in value.split(",") if origin.strip()]
 
 
+def _switch(value):
+    """An on/off setting: "off", "false", "0" and "no" are off."""
+    return value.strip().lower() not in ("off", "false", "0", "no")
+
+
 def database_url(value):
     """``DATABASE_URL`` as SQLAlchemy wants it: PostgreSQL through psycopg 3."""
     if value is None or not value.strip():
@@ -59,6 +64,33 @@ class Config:
     CHAT_REPAIR_INTERVAL = float(os.environ.get("CHAT_REPAIR_INTERVAL", "1"))
     # Seconds a publish to Redis may take before Redis counts as unavailable.
     REDIS_TIMEOUT = float(os.environ.get("REDIS_TIMEOUT", "0.5"))
+    # Rate limits, as `limits` writes them ("10/second;120/minute"; "off"
+    # for none), per connection and per address. A person typing fast never
+    # reaches them; a script does. CHAT_RATE_LIMITS=off turns all of them off.
+    CHAT_RATE_LIMITS = _switch(os.environ.get("CHAT_RATE_LIMITS", "on"))
+    CHAT_RATE_SEND = os.environ.get("CHAT_RATE_SEND", "10/second;120/minute")
+    CHAT_RATE_SEND_PER_ADDRESS = os.environ.get(
+        "CHAT_RATE_SEND_PER_ADDRESS", "50/second;1200/minute"
+    )
+    CHAT_RATE_JOIN = os.environ.get("CHAT_RATE_JOIN", "10/second;120/minute")
+    CHAT_RATE_JOIN_PER_ADDRESS = os.environ.get(
+        "CHAT_RATE_JOIN_PER_ADDRESS", "50/second;1200/minute"
+    )
+    CHAT_RATE_TYPING = os.environ.get("CHAT_RATE_TYPING", "10/second")
+    CHAT_RATE_TYPING_PER_ADDRESS = os.environ.get(
+        "CHAT_RATE_TYPING_PER_ADDRESS", "100/second"
+    )
+    CHAT_RATE_NEW_CHANNEL = os.environ.get("CHAT_RATE_NEW_CHANNEL", "10/minute")
+    CHAT_RATE_NEW_CHANNEL_PER_ADDRESS = os.environ.get(
+        "CHAT_RATE_NEW_CHANNEL_PER_ADDRESS", "30/minute;300/day"
+    )
+    # Proxies in front whose X-Forwarded-For and -Proto are trusted: 1
+    # behind deploy/nginx.conf, 0 when clients connect straight to gunicorn.
+    PROXY_COUNT = int(os.environ.get("PROXY_COUNT", "0"))
+    # Channels one connection may be in at once.
+    CHAT_MAX_CHANNELS_PER_CONNECTION = int(
+        os.environ.get("CHAT_MAX_CHANNELS_PER_CONNECTION", "50")
+    )
     HOST = os.environ.get("HOST", "127.0.0.1")
     PORT = int(os.environ.get("PORT", "5000"))
     CORS_ALLOWED_ORIGINS = _origins(os.environ.get("CORS_ALLOWED_ORIGINS"))
@@ -96,6 +128,8 @@ class TestingConfig(Config):
     CHAT_PRESENCE_INTERVAL = 0
     # Tests repair delivery by calling the manager's check() themselves.
     CHAT_REPAIR_INTERVAL = 0
+    # Tests of the limits turn them on; others send as fast as they like.
+    CHAT_RATE_LIMITS = False
     CORS_ALLOWED_ORIGINS = None
     SOCKETIO_ASYNC_MODE = "threading"
 

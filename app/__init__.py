@@ -4,6 +4,7 @@ import os
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api, broadcast, chat, engine, pages
 from app.archive import Archive
@@ -12,8 +13,9 @@ from app.commands import chat_cli
 from app.delivery import ChatManager, ChatRedisManager
 from app.errors import ChatError
 from app.extensions import database_options, db, migrate, socketio
-from app.packets import TolerantJSON, TolerantPacket
+from app.packets import TolerantJSON, TolerantJSONProvider, TolerantPacket
 from app.presence import LocalPresence, RedisPresence
+from app.rates import Rates
 from app.redis_link import RedisLink
 from app.sockets import ChatNamespace
 from app.transport import websocket_transport
@@ -30,8 +32,9 @@ def create_app(config_class=None):
     )
     app.config.from_object(config_class or config_from_env())
     check_secret_key(app)
-    app.json.ensure_ascii = False  # Korean and emoji stay readable in JSON
+    app.json = TolerantJSONProvider(app)
     register_extensions(app)
+    register_proxies(app)
     register_services(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -80,11 +83,21 @@ def register_extensions(app):
     )
 
 
+def register_proxies(app):
+    """Trust X-Forwarded-For and -Proto from PROXY_COUNT proxies in front,
+    so that rate limits count the client's address, not the proxy's."""
+    if app.config["PROXY_COUNT"]:
+        count = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)
+
+
 def register_services(app):
     """What the services reach through the app: the broadcaster, presence,
     and the writer that batches messages into transactions."""
     broadcast.init_app(app, socketio)
     app.extensions["chat_presence"] = _presence_store(app)
+    app.extensions["chat_rates"] = Rates(app.config, app.extensions["chat_redis"])
+    app.extensions["chat_known_channels"] = chat.KnownChannels()
     app.extensions["chat_writer"] = BatcherPool(chat.write_messages)
 
 
@@ -127,7 +140,10 @@ def register_errorhandlers(app):
 
     @app.errorhandler(ChatError)
     def refused(error):
-        return jsonify(error=error.as_dict()), error.status
+        headers = {}
+        if error.retry_after is not None:
+            headers["Retry-After"] = str(error.retry_after)
+        return jsonify(error=error.as_dict()), error.status, headers
 
     @app.errorhandler(HTTPException)
     def http_error(error):

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, jsonify, request
 
-from app import chat, rules
+from app import chat, rates, rules
 from app.errors import ChatError
 
 bp = Blueprint("api", __name__)
@@ -34,8 +34,14 @@ def post_message(channel):
     if body is None:
         raise ChatError("invalid_json", "request body must be JSON")
     fields = rules.fields(body)
+    sender = _sender()
+    rates.check("send", sender)
     stored = chat.post_message(
-        channel, fields.get("message"), fields.get("author"), fields.get("client_id")
+        channel,
+        fields.get("message"),
+        fields.get("author"),
+        fields.get("client_id"),
+        sender=sender,
     )
     return stored, 201
 
@@ -48,7 +54,9 @@ def websocket_handler():
         return "Channel not specified", 400, {"Content-Type": "text/plain"}
     try:
         if values.get("message"):
-            chat.post_message(values["channel"], values["message"])
+            sender = _sender()
+            rates.check("send", sender)
+            chat.post_message(values["channel"], values["message"], sender=sender)
         else:
             rules.channel_name(values["channel"])
     except ChatError as error:
@@ -64,10 +72,16 @@ def healthz():
     return jsonify(health), 503 if health["status"] == "unavailable" else 200
 
 
+def _sender():
+    """Who sent the request, for the rate limits: its address (the client's
+    own behind a proxy, see PROXY_COUNT)."""
+    return rates.Sender(None, request.remote_addr)
+
+
 def _since_param():
     raw = request.args.get("since")
     if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit():
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 10:
         raise ChatError("invalid_since", "since must be a whole number >= 0")
-    return int(raw)
+    return rules.since_seq(int(raw))

@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, text, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from app import rules
+from app import rates, rules
 from app.broadcast import broadcaster
 from app.errors import ChatError
 from app.extensions import db
@@ -46,13 +46,15 @@ class History:
     recovered: bool
 
 
-def post_message(channel, message, author=None, client_id=None):
+def post_message(channel, message, author=None, client_id=None, sender=None):
     """Store a message, prune its channel to the newest N, then broadcast it.
 
     Returns the message as every member receives it, once it is committed.
     A retry of a `client_id` already stored in the channel stores nothing and
     returns the original message (its text as retried, if it was pruned).
-    Messages posted at the same moment share a transaction (app.batches).
+    A message that opens a new channel counts against the `sender`'s
+    new-channel limit. Messages posted at the same moment share a
+    transaction (app.batches).
     """
     draft = Draft(
         rules.channel_name(channel),
@@ -60,11 +62,48 @@ def post_message(channel, message, author=None, client_id=None):
         rules.display_name(author),
         rules.client_id(client_id),
     )
+    if sender is not None:
+        _count_if_new(draft.channel, sender)
     # PostgreSQL writes channels side by side, so one slow channel must not
     # hold up the others; SQLite writes one transaction at a time, blocking
     # the process meanwhile, so there every channel shares each batch.
     batch = draft.channel if db.engine.dialect.name == "postgresql" else None
     return current_app.extensions["chat_writer"].submit(batch, draft)
+
+
+def _count_if_new(channel, sender):
+    """Count a new channel against the sender's limit before it is opened.
+
+    Channels known to exist are remembered, so a message to one costs no
+    query; only the first message to a channel this process has not seen
+    looks it up.
+    """
+    known = current_app.extensions["chat_known_channels"]
+    if channel in known:
+        return
+    with _database_work():
+        exists = db.session.scalar(select(Channel.id).where(Channel.name == channel))
+        db.session.rollback()
+    if exists is None:
+        rates.check("new_channel", sender)
+    else:
+        known.add(channel)
+
+
+class KnownChannels:
+    """The names of channels known to exist, up to `size` of them."""
+
+    def __init__(self, size=100_000):
+        self.size = size
+        self.names = set()
+
+    def __contains__(self, name):
+        return name in self.names
+
+    def add(self, name):
+        if len(self.names) >= self.size:
+            self.names.clear()  # forgetting costs one lookup per channel
+        self.names.add(name)
 
 
 def write_messages(drafts):

@@ -5,18 +5,27 @@ class ChatError(Exception):
     """A refusal with a machine-readable ``code`` and a sentence for people.
 
     ``status`` is the HTTP status the API answers with; socket events carry
-    the same code and message in their ack and in ``chat_error``.
+    the same code and message in their ack and in ``chat_error``. A refusal
+    that passes with time says after how many seconds (``retry_after``).
     """
 
-    def __init__(self, code, message, status=400):
-        super().__init__(code, message, status)
+    def __init__(self, code, message, status=400, retry_after=None):
+        super().__init__(code, message, status, retry_after)
         self.code = code
         self.message = message
         self.status = status
+        self.retry_after = retry_after
 
     def __str__(self):
         return self.message
 
     def as_dict(self):
-        """The ``{code, message}`` pair every door reports."""
-        return {"code": self.code, "message": self.message}
+        """The ``{code, message}`` every door reports, with ``retry_after``
+        when there is one."""
+        if self.retry_after is None:
+            return {"code": self.code, "message": self.message}
+        return {
+            "code": self.code,
+            "message": self.message,
+            "retry_after": self.retry_after,
+        }

@@ -10,6 +10,7 @@ the sender alone.
 
 import json
 
+from flask.json.provider import DefaultJSONProvider
 from socketio import packet
 
 MALFORMED = "malformed"
@@ -38,6 +39,16 @@ class TolerantJSON:
             return json.loads(*args, **kwargs)
         except RecursionError:
             raise ValueError("JSON nested too deeply") from None
+
+
+class TolerantJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, failing on deeply nested request bodies with ValueError,
+    which `request.get_json` answers as bad JSON rather than with a 500."""
+
+    ensure_ascii = False  # Korean and emoji stay readable in JSON
+
+    def loads(self, s, **kwargs):
+        return TolerantJSON.loads(s, **kwargs)
 
 
 class TolerantPacket(packet.Packet):

@@ -107,12 +107,19 @@ def guest_name():
     return f"{adjective} {animal} {random.randint(10, 99)}"
 
 
+# The largest seq a channel can reach: the database stores it in 32 bits.
+MAX_SEQ = 2**31 - 1
+
+
 def since_seq(value):
-    """The optional `since`: the last seq a client has, a whole number >= 0."""
+    """The optional `since`: the last seq a client has, a whole number from
+    0 to MAX_SEQ."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int):
         raise ChatError("invalid_since", "since must be a whole number >= 0")
+    if not 0 <= value <= MAX_SEQ:
+        raise ChatError("invalid_since", f"since must be from 0 to {MAX_SEQ}")
     return value
 
 

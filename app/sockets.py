@@ -9,7 +9,7 @@ from functools import wraps
 
 from flask_socketio import ConnectionRefusedError, Namespace
 
-from app import chat, presence, rules
+from app import chat, presence, rates, rules
 from app.broadcast import broadcaster, room_of
 from app.errors import ChatError
 
@@ -82,10 +82,12 @@ class ChatNamespace(Namespace):
         first, as `message` events, and then the ack; the room gets the new
         `presence`. A `name` here replaces the one given at connect.
         """
+        rates.check("join", self._sender(sid))
         fields = rules.fields(payload)
         channel = rules.channel_name(fields.get("channel"))
         since = rules.since_seq(fields.get("since"))
         name = rules.display_name(fields.get("name"))
+        self._may_enter(sid, channel)
         if name:
             presence.connect(sid, name)
         # Join, and hold live messages, before reading: a message committed
@@ -119,6 +121,8 @@ class ChatNamespace(Namespace):
         Acked with the stored message's id and seq, after it is committed; a
         retry is acked with the ones its first send stored.
         """
+        sender = self._sender(sid)
+        rates.check("send", sender)
         fields = rules.fields(payload)
         channel = self._joined(sid, fields.get("channel"))
         stored = chat.post_message(
@@ -126,6 +130,7 @@ class ChatNamespace(Namespace):
             fields.get("message"),
             presence.name_of(sid),
             fields.get("client_id"),
+            sender=sender,
         )
         return {"ok": True, "id": stored["id"], "seq": stored["seq"]}
 
@@ -136,6 +141,7 @@ class ChatNamespace(Namespace):
         The other members get `typing {channel, author}`, at most once per
         CHAT_TYPING_INTERVAL per member; notices in between are dropped.
         """
+        rates.check("typing", self._sender(sid))
         channel = self._joined(sid, rules.fields(payload).get("channel"))
         if presence.may_type(channel, sid):
             presence.typing(channel, sid, presence.name_of(sid))
@@ -153,6 +159,23 @@ class ChatNamespace(Namespace):
     def on_malformed(self, sid, payload=None):
         """Stands for any packet that could not be decoded (see app.packets)."""
         raise ChatError("invalid_payload", "packet is not a valid Socket.IO event")
+
+    def _sender(self, sid):
+        """Who sent an event, for the rate limits: the connection and its
+        address (the client's own behind a proxy, see PROXY_COUNT)."""
+        environ = self.server.get_environ(sid, self.namespace) or {}
+        return rates.Sender(sid, environ.get("REMOTE_ADDR"))
+
+    def _may_enter(self, sid, channel):
+        """Refuse a join that would put a connection in too many channels."""
+        rooms = self.rooms(sid)
+        limit = self.app.config["CHAT_MAX_CHANNELS_PER_CONNECTION"]
+        # Socket.IO puts every connection in a room of its own, too.
+        if room_of(channel) not in rooms and len(rooms) - 1 >= limit:
+            raise ChatError(
+                "too_many_channels",
+                f"a connection may be in at most {limit} channels: leave one first",
+            )
 
     def _joined(self, sid, value):
         """A valid channel name this socket has joined, or `not_joined`."""
