@@ -11,7 +11,8 @@ bp = Blueprint("api", __name__)
 @bp.get("/api/channels")
 def list_channels():
     """Channels with messages, most recently active first."""
-    return {"channels": chat.active_channels()}
+    page = chat.active_channels(_int_param("limit", "invalid_limit"), _before_param())
+    return {"channels": page.channels, "next_before": page.next_before}
 
 
 @bp.get("/api/channels/<channel>/messages")
@@ -78,10 +79,22 @@ def _sender():
     return rates.Sender(None, request.remote_addr)
 
 
-def _since_param():
-    raw = request.args.get("since")
+def _int_param(name, code):
+    """A whole-number query parameter, or None when absent."""
+    raw = request.args.get(name)
     if raw is None:
         return None
     if not raw.isascii() or not raw.isdigit() or len(raw) > 10:
-        raise ChatError("invalid_since", "since must be a whole number >= 0")
-    return rules.since_seq(int(raw))
+        raise ChatError(code, f"{name} must be a whole number")
+    return int(raw)
+
+
+def _before_param():
+    raw = request.args.get("before")
+    if raw is not None and len(raw) > 256:
+        raise ChatError("invalid_before", "before must be a next_before")
+    return raw
+
+
+def _since_param():
+    return rules.since_seq(_int_param("since", "invalid_since"))

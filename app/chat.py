@@ -5,7 +5,9 @@ return plain values, and raise ChatError. Each write is one transaction, and
 the broadcast happens only after it commits.
 """
 
+import base64
 import hashlib
+import json
 import logging
 from collections import Counter
 from contextlib import contextmanager
@@ -162,11 +164,16 @@ def _lock_key(channel):
 # The hot path's statements, written once in the SQL that SQLite and
 # PostgreSQL share: compiling them from expressions on every call cost more
 # than running them.
+# The upsert also keeps the count of retained messages: the prune that
+# follows keeps exactly the newest `limit`, so the count is the old one plus
+# the new messages, capped at the limit.
 _NEXT_SEQS = text(
-    "INSERT INTO channels (name, last_seq, last_message_at)"
-    " VALUES (:channel, :count, :now)"
+    "INSERT INTO channels (name, last_seq, last_message_at, message_count)"
+    " VALUES (:channel, :count, :now, :kept)"
     " ON CONFLICT (name) DO UPDATE"
-    " SET last_seq = channels.last_seq + :count, last_message_at = :now"
+    " SET last_seq = channels.last_seq + :count, last_message_at = :now,"
+    " message_count = CASE WHEN channels.message_count + :count > :limit"
+    " THEN :limit ELSE channels.message_count + :count END"
     " RETURNING last_seq"
 ).bindparams(bindparam("now", type_=Channel.last_message_at.type))
 _INSERT = insert(Message).returning(Message.id, Message.channel, Message.seq)
@@ -194,7 +201,8 @@ def _store(connection, drafts, limit):
     if not new:
         return answers, []
     now = datetime.now(UTC)
-    newest = _take_seqs(connection, Counter(drafts[i].channel for i in new), now)
+    counts = Counter(drafts[i].channel for i in new)
+    newest = _take_seqs(connection, counts, now, limit)
     seq = {channel: last - count for channel, (last, count) in newest.items()}
     stored = []
     for index in new:
@@ -220,12 +228,19 @@ def _retry_key(draft, index):
     return (draft.channel, draft.client_id) if draft.client_id else index
 
 
-def _take_seqs(connection, counts, now):
+def _take_seqs(connection, counts, now, limit):
     """Take `count` seqs of each channel: `{channel: (newest seq, count)}`."""
     return {
         channel: (
             connection.execute(
-                _NEXT_SEQS, {"channel": channel, "count": count, "now": now}
+                _NEXT_SEQS,
+                {
+                    "channel": channel,
+                    "count": count,
+                    "now": now,
+                    "limit": limit,
+                    "kept": min(count, limit),
+                },
             ).scalar_one(),
             count,
         )
@@ -365,29 +380,72 @@ def newest_seqs(channels):
     return dict(rows)
 
 
-def active_channels():
-    """Channels with messages, most recently active first."""
-    counts = (
-        select(Message.channel, func.count().label("message_count"))
-        .group_by(Message.channel)
-        .subquery()
+@dataclass(frozen=True)
+class ChannelPage:
+    """One page of the channel list, and where the next one starts."""
+
+    channels: list
+    next_before: str | None
+
+
+def active_channels(limit=None, before=None):
+    """Channels with messages, most recently active first, a page at a time.
+
+    `limit` channels at most (CHANNELS_PER_PAGE without one); `before` is
+    the `next_before` of the previous page. One index range, whatever the
+    number of channels: the counts are kept on each channel's row.
+    """
+    limit = rules.page_size(limit)
+    query = (
+        select(Channel)
+        .where(Channel.message_count > 0)
+        .order_by(Channel.last_message_at.desc(), Channel.name.desc())
+        .limit(limit + 1)
     )
+    if before is not None:
+        at, name = _page_start(before)
+        query = query.where(tuple_(Channel.last_message_at, Channel.name) < (at, name))
     with _database_work():
-        rows = db.session.execute(
-            select(Channel, counts.c.message_count)
-            .join(counts, counts.c.channel == Channel.name)
-            .order_by(Channel.last_message_at.desc(), Channel.name)
-        ).all()
+        rows = db.session.scalars(query).all()
         db.session.rollback()
-    return [
-        {
-            "name": channel.name,
-            "message_count": count,
-            "last_seq": channel.last_seq,
-            "last_message_at": _timestamp(channel.last_message_at),
-        }
-        for channel, count in rows
-    ]
+    more, rows = len(rows) > limit, rows[:limit]
+    return ChannelPage(
+        [
+            {
+                "name": channel.name,
+                "message_count": channel.message_count,
+                "last_seq": channel.last_seq,
+                "last_message_at": _timestamp(channel.last_message_at),
+            }
+            for channel in rows
+        ],
+        _page_mark(rows[-1]) if more else None,
+    )
+
+
+def _page_mark(channel):
+    """An opaque `before` that starts the next page after `channel`."""
+    moment = channel.last_message_at
+    if moment.tzinfo is not None:  # PostgreSQL; SQLite hands back naive UTC
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    moment = moment.isoformat()
+    raw = json.dumps([moment, channel.name]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _page_start(mark):
+    """`(last_message_at, name)` of a `before`, or `invalid_before`."""
+    try:
+        raw = base64.urlsafe_b64decode(mark + "=" * (-len(mark) % 4))
+        moment, name = json.loads(raw)
+        at = datetime.fromisoformat(moment)
+    except (ValueError, TypeError):
+        raise ChatError("invalid_before", "before must be a next_before") from None
+    if not isinstance(name, str):
+        raise ChatError("invalid_before", "before must be a next_before")
+    if db.engine.dialect.name == "postgresql":
+        at = at.replace(tzinfo=UTC)
+    return at, name
 
 
 def health():

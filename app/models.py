@@ -16,11 +16,17 @@ class Channel(db.Model):
     """
 
     __tablename__ = "channels"
+    __table_args__ = (
+        # Serves the channel list, most recently active first, page by page.
+        Index("ix_channels_last_message_at_name", "last_message_at", "name"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     last_seq: Mapped[int] = mapped_column(default=0)
     last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Messages the channel retains: kept with every write, never counted.
+    message_count: Mapped[int] = mapped_column(default=0)
 
 
 class Message(db.Model):

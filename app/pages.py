@@ -11,7 +11,7 @@ bp = Blueprint("pages", __name__)
 @bp.get("/")
 def index():
     """The channel picker, with the channels that have messages."""
-    return render_template("index.html", channels=chat.active_channels())
+    return render_template("index.html", channels=chat.active_channels().channels)
 
 
 @bp.get("/chat")
@@ -23,7 +23,9 @@ def channel_page():
         if request.args.get("channel") is None:
             error.message = "Channel not specified"
         return (
-            render_template("index.html", channels=chat.active_channels(), error=error),
+            render_template(
+                "index.html", channels=chat.active_channels().channels, error=error
+            ),
             400,
         )
     return render_template("chat.html", channel=channel)

@@ -107,6 +107,23 @@ def guest_name():
     return f"{adjective} {animal} {random.randint(10, 99)}"
 
 
+CHANNELS_PER_PAGE = 50
+MAX_CHANNELS_PER_PAGE = 200
+
+
+def page_size(value):
+    """How many channels a page of the list holds: 1-200, 50 by default."""
+    if value is None:
+        return CHANNELS_PER_PAGE
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ChatError("invalid_limit", "limit must be a whole number")
+    if not 1 <= value <= MAX_CHANNELS_PER_PAGE:
+        raise ChatError(
+            "invalid_limit", f"limit must be from 1 to {MAX_CHANNELS_PER_PAGE}"
+        )
+    return value
+
+
 # The largest seq a channel can reach: the database stores it in 32 bits.
 MAX_SEQ = 2**31 - 1
 

@@ -28,9 +28,10 @@ def make_app():
 
 
 @pytest.fixture
-def app_settings():
-    """Settings the `app` fixture uses; override this fixture to change them."""
-    return {}
+def app_settings(request):
+    """Settings the `app` fixture uses: override this fixture, or parametrize
+    it indirectly, to change them."""
+    return getattr(request, "param", {})
 
 
 @pytest.fixture

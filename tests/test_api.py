@@ -86,7 +86,10 @@ def test_list_channels_with_counts(client):
 
 
 def test_list_channels_when_there_are_none(client):
-    assert client.get("/api/channels").get_json() == {"channels": []}
+    assert client.get("/api/channels").get_json() == {
+        "channels": [],
+        "next_before": None,
+    }
 
 
 def test_json_keeps_korean_readable(client):
@@ -118,7 +121,10 @@ def test_bad_post_is_refused_and_stores_nothing(client, body, code):
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == code
     assert response.get_json()["error"]["message"]
-    assert client.get("/api/channels").get_json() == {"channels": []}
+    assert client.get("/api/channels").get_json() == {
+        "channels": [],
+        "next_before": None,
+    }
 
 
 def test_broken_json_is_refused(client):
@@ -202,7 +208,10 @@ def test_websocket_handler_without_message_stores_nothing(client):
     response = client.get("/websocket_handler?channel=lobby")
 
     assert response.get_data(as_text=True) == "Success"
-    assert client.get("/api/channels").get_json() == {"channels": []}
+    assert client.get("/api/channels").get_json() == {
+        "channels": [],
+        "next_before": None,
+    }
 
 
 def test_websocket_handler_refuses_bad_channel(client):

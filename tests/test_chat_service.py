@@ -93,7 +93,7 @@ def test_active_channels_count_retained_messages(broadcasts):
     for number in range(11):
         chat.post_message("lobby", f"m{number}")
 
-    (channel,) = chat.active_channels()
+    (channel,) = chat.active_channels().channels
 
     assert (channel["name"], channel["message_count"], channel["last_seq"]) == (
         "lobby",

@@ -91,3 +91,40 @@ def test_postgres_rejects_nothing_the_rules_accept(app, broadcasts):
 
     assert stored["message"] == "안녕하세요 👋\ttab\nline"
     assert stored["author"] == "김"
+
+
+def test_the_channel_list_pages_through_every_channel(app, broadcasts):
+    with app.app_context():
+        for number in range(7):
+            chat.post_message(f"c{number}", "hi")
+        for number in (2, 5):  # active again: first in the list now
+            chat.post_message(f"c{number}", "again")
+        pages = [chat.active_channels(limit=3)]
+        while pages[-1].next_before:
+            pages.append(chat.active_channels(3, pages[-1].next_before))
+
+    names = [channel["name"] for page in pages for channel in page.channels]
+    assert names == ["c5", "c2", "c6", "c4", "c3", "c1", "c0"]
+    assert [c["message_count"] for c in pages[0].channels] == [2, 2, 1]
+
+
+def test_migrating_counts_the_messages_channels_already_hold(make_app, postgres_url):
+    app = make_app(SQLALCHEMY_DATABASE_URI=database_url(postgres_url))
+    with app.app_context():
+        upgrade(revision="0002")
+        db.session.execute(
+            db.text(
+                "INSERT INTO channels (name, last_seq) VALUES ('lobby', 2);"
+                "INSERT INTO messages (channel, seq, body, created_at)"
+                " VALUES ('lobby', 1, 'a', now()), ('lobby', 2, 'b', now())"
+            )
+        )
+        db.session.commit()
+        upgrade()
+        count = db.session.scalar(
+            db.text("SELECT message_count FROM channels WHERE name = 'lobby'")
+        )
+        db.session.rollback()
+        db.engine.dispose()
+
+    assert count == 2
