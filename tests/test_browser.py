@@ -69,9 +69,17 @@ def open_page(browser, server):
         context.close()
 
 
-def say(page, text):
+def send(page, text):
+    """Type a message and press Enter."""
     page.fill("#messageInput", text)
     page.press("#messageInput", "Enter")
+
+
+def say(page, text):
+    """Send a message and wait until the server has it (nothing pending), so
+    that messages said one after another are stored in that order."""
+    send(page, text)
+    expect(page.locator(".chat-room .entry.pending")).to_have_count(0)
 
 
 def delivered(page):
@@ -301,7 +309,7 @@ def test_a_message_sent_while_the_server_is_down_arrives_once_after_it_restarts(
     server.stop()
     expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
 
-    say(page, "sent while down")
+    send(page, "sent while down")
 
     pending = page.locator(".entry.pending")
     expect(pending.locator(".message")).to_have_text(["sent while down"])
@@ -351,7 +359,7 @@ def test_a_pending_message_survives_a_reload_while_the_server_is_down(
     page = open_page()
     serve_from_cache(page, server)
     server.stop()
-    say(page, "typed before the reload")
+    send(page, "typed before the reload")
     expect(page.locator(".entry.pending .message")).to_have_text(
         ["typed before the reload"]
     )
@@ -465,7 +473,7 @@ def test_a_message_refused_while_the_database_is_down_is_sent_again_until_stored
     pending = page.locator(".entry.pending")
 
     with database_down(postgres_url):
-        say(page, "while the database is down")
+        send(page, "while the database is down")
         expect(pending.locator(".status")).to_have_text("Sending…")
         page.wait_for_timeout(4_000)  # refused as unavailable, and again
         expect(pending.locator(".status")).to_have_text("Sending…")
