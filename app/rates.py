@@ -6,14 +6,21 @@ lives in one process, so its counts stay in that process; an address may
 have connections on every process, so with REDIS_URL its counts live in
 Redis and every process sees the same ones. While Redis is down, addresses
 are counted in this process alone rather than not at all.
+
+In this process the counts are kept by LocalCounts, a storage of our own:
+limits' MemoryStorage expires its entries from a timer thread re-armed every
+10 ms, which under gevent took 72% of the CPU while a client flooded (the
+`abuse` scenario of `make bench`).
 """
 
 import math
 import time
+from collections import deque
 from typing import NamedTuple
 
 from flask import current_app
 from limits import parse_many, storage, strategies
+from limits.storage import MovingWindowSupport, Storage
 
 from app.errors import ChatError
 
@@ -50,7 +57,7 @@ class Rates:
             name = f"CHAT_RATE_{action.upper()}"
             self.per_connection[action] = _limits(config[name])
             self.per_address[action] = _limits(config[f"{name}_PER_ADDRESS"])
-        self.local = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+        self.local = strategies.MovingWindowRateLimiter(LocalCounts())
         self.link = link
         self.shared = None
         if link is not None:
@@ -106,3 +113,74 @@ def _refusal(action, counter, limit, key):
         status=429,
         retry_after=retry_after,
     )
+
+
+class LocalCounts(Storage, MovingWindowSupport):
+    """A limits storage for moving windows in this process, with no timer.
+
+    Each key keeps the times of its entries still in their window; old ones
+    are dropped when the key is next used, and keys left idle (a connection
+    gone) by a sweep at most once a minute, paid by whichever hit comes due.
+    """
+
+    STORAGE_SCHEME = None
+    SWEEP_EVERY = 60
+
+    def __init__(self):
+        super().__init__()
+        self.entries = {}  # key -> (expiry in seconds, deque of times)
+        self.next_sweep = time.time() + self.SWEEP_EVERY
+
+    @property
+    def base_exceptions(self):
+        return ValueError
+
+    def acquire_entry(self, key, limit, expiry, amount=1):
+        now = time.time()
+        if now >= self.next_sweep:
+            self._sweep(now)
+        times = self._window(key, expiry, now)
+        if len(times) + amount > limit:
+            return False
+        times.extend([now] * amount)
+        return True
+
+    def get_moving_window(self, key, limit, expiry):
+        now = time.time()
+        times = self._window(key, expiry, now)
+        return (times[0] if times else now), len(times)
+
+    def _window(self, key, expiry, now):
+        """The times of the key's entries within `expiry` seconds of now."""
+        _, times = self.entries.setdefault(key, (expiry, deque()))
+        while times and times[0] <= now - expiry:
+            times.popleft()
+        return times
+
+    def _sweep(self, now):
+        self.next_sweep = now + self.SWEEP_EVERY
+        for key, (expiry, times) in list(self.entries.items()):
+            if not times or times[-1] <= now - expiry:
+                del self.entries[key]
+
+    # Counters for the fixed-window strategies, which the chat does not use.
+
+    def incr(self, key, expiry, amount=1):
+        raise NotImplementedError("LocalCounts keeps moving windows only")
+
+    def get(self, key):
+        raise NotImplementedError("LocalCounts keeps moving windows only")
+
+    def get_expiry(self, key):
+        raise NotImplementedError("LocalCounts keeps moving windows only")
+
+    def check(self):
+        return True
+
+    def reset(self):
+        count = len(self.entries)
+        self.entries.clear()
+        return count
+
+    def clear(self, key):
+        self.entries.pop(key, None)

@@ -6,6 +6,9 @@
  *   node load.js latency     --url http://127.0.0.1:5000 [--clients 100] [--channels 10]
  *                            [--rate 500] [--duration 5] [--latencies-file PATH]
  *   node load.js connections --url http://127.0.0.1:5000 [--clients 10000] [--channel-size 1000] [--hold]
+ *   node load.js abuse       --url http://127.0.0.1:5000 [--clients 100] [--channels 10]
+ *                            [--rate 500] [--duration 5] [--in-flight 200] [--warmup 1]
+ *                            [--flood both|send|join] [--latencies-file PATH]
  *
  * Every scenario also takes --timeout SECONDS (default 120) and
  * --connect-concurrency N (default 200, connections being opened at once).
@@ -20,24 +23,48 @@
  *              fan-out of one message to the big channel five times. With
  *              --hold it keeps the connections open after printing the result
  *              until standard input gets a line or is closed.
+ * abuse:       latency's normal clients and load, beside one more client,
+ *              connected the same way, that floods its own channel as fast as
+ *              the server answers, with at most --in-flight events unanswered:
+ *              `send_message`, `join` (rejoining its channel, `since` the
+ *              newest seq it knows) or both in turn. The flood starts
+ *              --warmup seconds before the normal load and ends once every
+ *              normal message is delivered. It runs on a thread of its own,
+ *              at a lower priority (nice 10 on Linux), so that its acks take
+ *              no time from the thread timing the normal clients.
+ *              Refusals of the flood (`rate_limited` or any other) are
+ *              counted, not failures; the normal clients are checked as in
+ *              latency.
  *
  * Prints one line of JSON on stdout; progress goes to stderr. Exits 0 when the
  * run verified (nothing lost, duplicated or out of order, no errors), else 1.
+ * latency and abuse also report the load generator's own event-loop delay
+ * while sending (generator_lag_p99_ms): a large one means the generator, not
+ * the server, held deliveries back.
  * Channel names are fresh on every run, so no history is replayed on join.
  * 10,000 connections need as many file descriptors: check `ulimit -n`.
  */
 "use strict";
 
 const fs = require("node:fs");
+const os = require("node:os");
 const { randomBytes } = require("node:crypto");
-const { performance } = require("node:perf_hooks");
+const { monitorEventLoopDelay, performance } = require("node:perf_hooks");
 const { parseArgs } = require("node:util");
+const { Worker, isMainThread, parentPort, workerData } = require("node:worker_threads");
 const { io } = require("socket.io-client");
 
 const COMMON_DEFAULTS = { timeout: 120, "connect-concurrency": 200 };
 const FANOUT_RUNS = 5;
 const GROUP_SIZE = 100;
 const MESSAGE_PAD = "x".repeat(48);
+const ABUSER_ACK_TIMEOUT_MS = 5000;
+const ABUSER_RETRY_CONNECT_MS = 100;
+// The abuser's thread runs at this nice value (Linux): on a small machine it
+// then takes CPU from neither the server nor the thread timing the normal
+// clients, as an abuser on a machine of its own would not.
+const ABUSER_NICE = 10;
+const FLOOD_MODES = ["both", "send", "join"];
 
 // ---------------------------------------------------------------- helpers
 
@@ -465,14 +492,21 @@ function writeLatencies(path, latencies) {
   fs.writeFileSync(path, lines.join(""));
 }
 
-async function runLatency(opts, deadline) {
+/**
+ * The normal clients of latency and abuse: connect, join, send at --rate for
+ * --duration seconds, and time each delivery. `abuser` (abuse only) floods
+ * from before the first send until every message is delivered.
+ */
+async function measureLatency(name, opts, deadline, abuser = null) {
   const total = Math.round(opts.rate * opts.duration);
   const pool = createPool();
+  const lag = monitorEventLoopDelay({ resolution: 5 });
   let traffic = null;
   let schedule = null;
   let latencies = new Float64Array(0);
   let recorded = 0;
   let failure = null;
+  let flood = null;
   try {
     await connectClients(pool, opts.url, opts.clients, opts["connect-concurrency"], deadline);
     traffic = channelTraffic(pool.clients, opts.channels);
@@ -483,8 +517,10 @@ async function runLatency(opts, deadline) {
       if (recorded < latencies.length) latencies[recorded++] = receivedAt - parseFloat(message.message.slice(2));
     });
     await joinAll(clients, opts["connect-concurrency"], deadline);
+    if (abuser) await abuser.start(deadline);
 
     log(`sending ${total} messages at ${opts.rate}/s`);
+    lag.enable();
     schedule = await sendAtRate(total, opts.rate, deadline, (n) => {
       sendMessage(traffic, clients[n % clients.length], `t=${performance.now().toFixed(3)} ${MESSAGE_PAD}`);
     });
@@ -494,6 +530,15 @@ async function runLatency(opts, deadline) {
     await deadline.within(traffic.done.promise, "waiting for deliveries");
   } catch (error) {
     failure = error;
+  } finally {
+    lag.disable();
+  }
+  if (abuser) {
+    try {
+      flood = await abuser.stop(deadline);
+    } catch (error) {
+      failure ??= error;
+    }
   }
 
   const arrivals = latencies.subarray(0, recorded);
@@ -502,7 +547,7 @@ async function runLatency(opts, deadline) {
   const totals = traffic ? verifyDeliveries(pool.clients, traffic) : null;
   const sendSpan = schedule ? (schedule.lastSentAt - schedule.startedAt) / 1000 : 0;
   const result = {
-    scenario: "latency",
+    scenario: name,
     rate: opts.rate,
     duration_s: opts.duration,
     achieved_rate: schedule && schedule.sent > 1 && sendSpan > 0 ? round((schedule.sent - 1) / sendSpan, 1) : null,
@@ -512,8 +557,292 @@ async function runLatency(opts, deadline) {
     p90_ms: round(percentile(measured, 0.9), 3),
     p99_ms: round(percentile(measured, 0.99), 3),
     max_ms: round(measured.length ? measured[measured.length - 1] : null, 3),
+    generator_lag_p99_ms: lag.count ? round(lag.percentile(99) / 1e6, 3) : null,
   };
+  if (abuser) Object.assign(result, abuser.describe(flood));
   return trafficVerdict(result, { failure, pool, traffic, totals });
+}
+
+function runLatency(opts, deadline) {
+  return measureLatency("latency", opts, deadline);
+}
+
+// ---------------------------------------------------------------- abuse
+
+function runAbuse(opts, deadline) {
+  const abuser = createAbuser({
+    url: opts.url,
+    channel: `bench-${newRunId()}-abuse`,
+    inFlight: opts["in-flight"],
+    flood: opts.flood,
+    ackTimeoutMs: ABUSER_ACK_TIMEOUT_MS,
+  });
+  abuser.warmup = opts.warmup;
+  return measureLatency("abuse", opts, deadline, abuser);
+}
+
+/** The next message from the abuser's thread; its "error" or exit rejects. */
+function replyOf(worker) {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      worker.off("message", onMessage);
+      worker.off("error", onError);
+      worker.off("exit", onExit);
+    };
+    const onMessage = (reply) => {
+      cleanup();
+      if (reply.type === "error") reject(new Error(`abusive client: ${reply.message}`));
+      else resolve(reply);
+    };
+    const onError = (error) => {
+      cleanup();
+      reject(error);
+    };
+    const onExit = (code) => {
+      cleanup();
+      reject(new Error(`abusive client's thread exited with ${code}`));
+    };
+    worker.on("message", onMessage);
+    worker.on("error", onError);
+    worker.on("exit", onExit);
+  });
+}
+
+/**
+ * The abusive client, driven from the main thread: start() connects it, joins
+ * its channel, starts the flood and waits out the warm-up; stop() ends the
+ * flood, waits for its last answers and returns its counts.
+ */
+function createAbuser(settings) {
+  let worker = null;
+  return {
+    warmup: 0,
+    async start(deadline) {
+      worker = new Worker(__filename, { workerData: settings });
+      await deadline.within(replyOf(worker), "connecting the abusive client");
+      log(`abusive client joined ${settings.channel}; flooding (${settings.flood}, ${settings.inFlight} in flight)`);
+      worker.postMessage({ type: "start" });
+      await deadline.within(new Promise((resolve) => setTimeout(resolve, this.warmup * 1000)), "warming up");
+    },
+    async stop(deadline) {
+      if (!worker) return null;
+      try {
+        const stopped = replyOf(worker);
+        worker.postMessage({ type: "stop" });
+        const { stats } = await deadline.within(stopped, "stopping the abusive client");
+        log(`abusive client: ${stats.attempted} events attempted, ${stats.accepted} accepted`);
+        return stats;
+      } finally {
+        await worker.terminate();
+      }
+    },
+    describe(stats) {
+      const perSecond = (count) => (stats?.floodSeconds ? round(count / stats.floodSeconds, 1) : null);
+      return {
+        flood: settings.flood,
+        in_flight: settings.inFlight,
+        warmup_s: this.warmup,
+        abuser_flood_s: round(stats?.floodSeconds ?? null, 3),
+        abuser_attempted: stats?.attempted ?? 0,
+        abuser_accepted: stats?.accepted ?? 0,
+        abuser_attempted_per_s: perSecond(stats?.attempted ?? 0),
+        abuser_accepted_per_s: perSecond(stats?.accepted ?? 0),
+        abuser_sends_attempted: stats?.send.attempted ?? 0,
+        abuser_sends_accepted: stats?.send.accepted ?? 0,
+        abuser_joins_attempted: stats?.join.attempted ?? 0,
+        abuser_joins_accepted: stats?.join.accepted ?? 0,
+        abuser_refused: stats?.refused ?? {},
+        abuser_first_refusal: stats?.firstRefusal ?? null,
+        abuser_chat_errors: stats?.chatErrors ?? 0,
+        abuser_unanswered: stats?.unanswered ?? 0,
+        abuser_deliveries: stats?.deliveries ?? 0,
+        abuser_disconnects: stats?.disconnects ?? 0,
+        abuser_first_disconnect: stats?.firstDisconnect ?? null,
+        abuser_connect_errors: stats?.connectErrors ?? 0,
+        abuser_nice: stats?.nice ?? null,
+      };
+    },
+  };
+}
+
+/*
+ * The abuser's thread. It keeps `inFlight` events unanswered: each answer
+ * (or ack timeout) sends the next one at once. Refusals are counted by code.
+ * Disconnected, it reconnects and rejoins, as a flooding client would; the
+ * events then unanswered count as such.
+ */
+/** Lowers this thread's priority (Linux: a thread id is a pid to setpriority). */
+function niceThisThread(nice) {
+  try {
+    const tid = Number(fs.readlinkSync("/proc/thread-self").split("/").pop());
+    os.setPriority(tid, nice);
+    return os.getPriority(tid);
+  } catch {
+    return null;
+  }
+}
+
+function runAbuserThread({ url, channel, inFlight, flood, ackTimeoutMs }) {
+  const stats = {
+    nice: niceThisThread(ABUSER_NICE),
+    send: { attempted: 0, accepted: 0 },
+    join: { attempted: 0, accepted: 0 },
+    attempted: 0,
+    accepted: 0,
+    refused: {},
+    firstRefusal: null,
+    chatErrors: 0,
+    unanswered: 0,
+    deliveries: 0,
+    disconnects: 0,
+    firstDisconnect: null,
+    connectErrors: 0,
+    floodSeconds: null,
+  };
+  let socket = null;
+  let generation = 0;
+  let connected = false;
+  let running = false; // between start and stop
+  let stopping = false; // stopped, answers still awaited
+  let stopped = false;
+  let pending = 0;
+  let issued = 0;
+  let lastSeq = 0;
+  let startedAt = null;
+
+  const post = (message) => parentPort.postMessage(message);
+
+  function finishIfDrained() {
+    if (!stopping || pending > 0) return;
+    stopping = false;
+    stats.attempted = stats.send.attempted + stats.join.attempted;
+    stats.accepted = stats.send.accepted + stats.join.accepted;
+    if (socket) {
+      connected = false;
+      generation++;
+      socket.disconnect();
+    }
+    post({ type: "result", stats });
+  }
+
+  /** Counts the answer to one event: accepted, refused (by code) or none. */
+  function record(kind, error, ack) {
+    if (error) {
+      stats.unanswered++;
+    } else if (ack && ack.ok === true) {
+      stats[kind].accepted++;
+      lastSeq = Math.max(lastSeq, (kind === "send" ? ack.seq : ack.last_seq) ?? 0);
+    } else {
+      const code = ack?.code ?? "no ack payload";
+      stats.refused[code] = (stats.refused[code] ?? 0) + 1;
+      stats.firstRefusal ??= ack ?? null;
+    }
+  }
+
+  function answered(kind, mine, error, ack) {
+    if (mine !== generation) return; // from a connection already given up
+    pending--;
+    record(kind, error, ack);
+    pump();
+    finishIfDrained();
+  }
+
+  function issue() {
+    const kind = flood === "both" ? (issued % 2 ? "join" : "send") : flood;
+    issued++;
+    stats[kind].attempted++;
+    pending++;
+    const mine = generation;
+    const [event, payload] =
+      kind === "send"
+        ? ["send_message", { channel, message: `flood ${issued} ${MESSAGE_PAD}` }]
+        : ["join", { channel, since: lastSeq }];
+    socket.timeout(ackTimeoutMs).emit(event, payload, (error, ack) => answered(kind, mine, error, ack));
+  }
+
+  function pump() {
+    while (running && connected && pending < inFlight) issue();
+  }
+
+  /** Connects and joins; the first time, that join is setup, not flood. */
+  async function connect(first) {
+    for (;;) {
+      try {
+        socket = await openSocket(url);
+        break;
+      } catch (error) {
+        stats.connectErrors++;
+        if (first || stopped) throw error;
+        await new Promise((resolve) => setTimeout(resolve, ABUSER_RETRY_CONNECT_MS));
+      }
+    }
+    const mine = ++generation;
+    socket.on("message", (message) => {
+      stats.deliveries++;
+      lastSeq = Math.max(lastSeq, message.seq ?? 0);
+    });
+    socket.on("chat_error", () => stats.chatErrors++);
+    socket.on("disconnect", (reason) => {
+      if (mine !== generation) return; // closed by us
+      connected = false;
+      generation++;
+      stats.disconnects++;
+      stats.firstDisconnect ??= reason;
+      stats.unanswered += pending;
+      pending = 0;
+      if (stopped) finishIfDrained();
+      else reconnect();
+    });
+    const join = socket.timeout(ackTimeoutMs).emitWithAck("join", { channel, since: lastSeq });
+    if (first) return join;
+    stats.join.attempted++;
+    let ack = null;
+    try {
+      ack = await join;
+    } catch (error) {
+      record("join", error, null);
+      throw error;
+    }
+    record("join", null, ack);
+    return ack;
+  }
+
+  /** After a disconnect: connect again and go on flooding, rejoined or not. */
+  function reconnect() {
+    connect(false)
+      .catch(() => null)
+      .then(() => {
+        if (!socket.connected) return; // lost again: its disconnect reconnects
+        connected = true;
+        pump();
+      });
+  }
+
+  parentPort.on("message", ({ type }) => {
+    if (type === "start") {
+      running = true;
+      startedAt = performance.now();
+      pump();
+    } else if (type === "stop") {
+      running = false;
+      stopping = true;
+      stopped = true;
+      if (startedAt !== null) stats.floodSeconds = (performance.now() - startedAt) / 1000;
+      finishIfDrained();
+    }
+  });
+
+  (async () => {
+    try {
+      const ack = await connect(true);
+      if (ack?.ok !== true) throw new Error(`join ${channel} refused (${describe(ack)})`);
+      if (ack.last_seq !== 0) throw new Error(`channel ${channel} is not fresh (last_seq ${ack.last_seq})`);
+      connected = true;
+      post({ type: "ready" });
+    } catch (error) {
+      post({ type: "error", message: error.message });
+    }
+  })();
 }
 
 // ---------------------------------------------------------------- connections
@@ -610,10 +939,14 @@ const SCENARIOS = {
   burst: { run: runBurst, defaults: { clients: 100, channels: 10, messages: 100 } },
   latency: { run: runLatency, defaults: { clients: 100, channels: 10, rate: 500, duration: 5 } },
   connections: { run: runConnections, defaults: { clients: 10000, "channel-size": 1000 } },
+  abuse: {
+    run: runAbuse,
+    defaults: { clients: 100, channels: 10, rate: 500, duration: 5, "in-flight": 200, warmup: 1, flood: "both" },
+  },
 };
 
-const INTEGER_OPTIONS = new Set(["clients", "channels", "messages", "channel-size", "connect-concurrency"]);
-const NUMBER_OPTIONS = new Set(["rate", "duration", "timeout"]);
+const INTEGER_OPTIONS = new Set(["clients", "channels", "messages", "channel-size", "connect-concurrency", "in-flight"]);
+const NUMBER_OPTIONS = new Set(["rate", "duration", "timeout", "warmup"]);
 
 function usage() {
   return `usage: node load.js <${Object.keys(SCENARIOS).join("|")}> --url URL [--option value ...]`;
@@ -627,6 +960,7 @@ function parseOptions(argv) {
     options: {
       url: stringOption,
       "latencies-file": stringOption,
+      flood: stringOption,
       hold: { type: "boolean", default: false },
       ...Object.fromEntries([...INTEGER_OPTIONS, ...NUMBER_OPTIONS].map((name) => [name, stringOption])),
     },
@@ -637,6 +971,9 @@ function parseOptions(argv) {
   if (!values.url) throw new Error(`--url is required\n${usage()}`);
 
   const opts = { ...COMMON_DEFAULTS, ...scenario.defaults, ...values };
+  if (opts.flood !== undefined && !FLOOD_MODES.includes(opts.flood)) {
+    throw new Error(`--flood must be one of ${FLOOD_MODES.join(", ")}`);
+  }
   for (const [key, value] of Object.entries(opts)) {
     if (!INTEGER_OPTIONS.has(key) && !NUMBER_OPTIONS.has(key)) continue;
     const number = Number(value);
@@ -683,4 +1020,5 @@ async function main() {
   process.exit(result.ok ? 0 : 1);
 }
 
-main();
+if (isMainThread) main();
+else runAbuserThread(workerData);

@@ -1,8 +1,9 @@
 """`make bench`: the chat against the Node socket.io yardstick, in one run.
 
 Each round starts each server afresh (the chat as `make serve` runs it: one
-gunicorn process on SQLite; the yardstick: ../shared/bench/peer), alternating
-which goes first, and drives it with benchmarks/load.js:
+gunicorn process on SQLite, with BENCH_ENV: rate limits off; the yardstick:
+../shared/bench/peer), alternating which goes first, and drives it with
+benchmarks/load.js:
 
   (a) burst:        100 clients in 10 channels each send 100 messages at once
   (b) latency:      500 messages/s for 5 s; end-to-end latency per delivery
@@ -10,6 +11,11 @@ which goes first, and drives it with benchmarks/load.js:
                     connection, fan-out of one message to 1,000 members
   (d) storage:      store + number + prune with 1 thousand vs 1 million
                     messages stored in other channels (benchmarks/storage.py)
+  (e) abuse:        (b) beside one more client flooding its own channel with
+                    send_message and join, 200 unanswered at a time; the
+                    normal clients' latency, the flood attempted and accepted.
+                    Each server is started afresh for it, the chat with
+                    ABUSE_ENV added to its environment.
 
 Prints medians over the rounds and project/peer ratios, and writes them with
 the machine's description to benchmarks/README.md, and the latency
@@ -41,23 +47,44 @@ PEER_SOURCE = ROOT.parent / "shared" / "bench" / "peer"
 PEER_BUILD = HERE / ".peer"
 BIN = Path(sys.executable).parent
 
+# The chat's environment for scenarios (a) to (c), which measure what the
+# chat can carry: its rate limits would refuse most of their load (100
+# messages at once from one connection, 10,000 connections from one
+# address), and the yardstick has none.
+BENCH_ENV = {"CHAT_RATE_LIMITS": "off"}
+
+# The chat's environment for scenario (e), which measures what its rate
+# limits do for the other clients while one client floods. Every client of
+# the benchmark connects from 127.0.0.1, the abusive one as well, so the
+# per-address limits would refuse the normal clients too: they are off here,
+# and the per-connection ones (config.py's defaults) on.
+ABUSE_ENV = {
+    f"CHAT_RATE_{action}_PER_ADDRESS": "off"
+    for action in ("SEND", "JOIN", "TYPING", "NEW_CHANNEL")
+}
+
 FULL = {
     "burst": "--clients 100 --channels 10 --messages 100".split(),
     "latency": "--clients 100 --channels 10 --rate 500 --duration 5".split(),
     "connections": "--clients 10000 --channel-size 1000".split(),
     "storage": "--ops 500 --sizes 1000 1000000".split(),
+    "abuse": "--clients 100 --channels 10 --rate 500 --duration 5".split()
+    + "--in-flight 200 --warmup 1 --flood both".split(),
 }
 QUICK = {
     "burst": "--clients 10 --channels 2 --messages 10".split(),
     "latency": "--clients 10 --channels 2 --rate 50 --duration 1".split(),
     "connections": "--clients 60 --channel-size 20".split(),
     "storage": "--ops 20 --sizes 100 1000".split(),
+    "abuse": "--clients 10 --channels 2 --rate 50 --duration 1".split()
+    + "--in-flight 20 --warmup 0.2 --flood both".split(),
 }
 TARGETS = {
-    "delivered_per_s": "≥ 1.0× peer",
-    "p99_ms": "≤ 1.5× peer",
-    "rss_per_connection_kb": "≤ 30 KB",
-    "storage_ratio": "≤ 1.2×",
+    ("burst", "delivered_per_s"): "≥ 1.0× peer",
+    ("latency", "p99_ms"): "≤ 1.5× peer",
+    ("connections", "rss_per_connection_kb"): "≤ 30 KB",
+    ("storage", "storage_ratio"): "≤ 1.2×",
+    ("abuse", "p99_ms"): "normal clients' p99 ≤ 100 ms",
 }
 
 
@@ -94,15 +121,16 @@ class Project:
 
     name = "project"
 
-    def start(self, workdir):
+    def start(self, workdir, extra_env=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,
             "CHAT_ENV": "production",
-            "SECRET_KEY": "benchmark-secret-key-0123456789",
+            "SECRET_KEY": "benchmark-secret-key-0123456789-abcdefghij",
             "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
             "PORT": str(self.port),
+            **(extra_env or {}),
         }
         subprocess.run(
             [BIN / "flask", "--app", "app", "db", "upgrade"],
@@ -138,7 +166,8 @@ class Peer:
 
     name = "peer"
 
-    def start(self, workdir):
+    def start(self, workdir, extra_env=None):
+        """extra_env is the chat's: the yardstick has no settings."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
@@ -212,7 +241,7 @@ def connections(server, options):
 
 
 def run_round(server, sizes, workdir, latencies):
-    server.start(workdir)
+    server.start(workdir, BENCH_ENV)
     try:
         latency_file = workdir / f"{server.name}-latencies.txt"
         results = {
@@ -228,9 +257,28 @@ def run_round(server, sizes, workdir, latencies):
         latencies[server.name].extend(
             float(line) for line in latency_file.read_text().split()
         )
-        return results
     finally:
         server.stop()
+    results["abuse"] = abuse(server, sizes, workdir / "abuse")
+    return results
+
+
+def abuse(server, sizes, workdir):
+    """Scenario (e), on a server started afresh with ABUSE_ENV."""
+    workdir.mkdir()
+    server.start(workdir, ABUSE_ENV)
+    try:
+        result = load("abuse", server.url, sizes["abuse"])
+    finally:
+        server.stop()
+    if "rate_limited" in result.get("error", ""):
+        print(
+            f"(e) {server.name}: normal clients were rate-limited; all clients "
+            "share 127.0.0.1, so turn per-address limits off in ABUSE_ENV "
+            "(benchmarks/run.py)",
+            file=sys.stderr,
+        )
+    return result
 
 
 def storage(sizes, rounds):
@@ -255,6 +303,15 @@ def median_of(rounds, scenario, field):
     return statistics.median(values) if values else None
 
 
+def flood(rounds, kind):
+    """(e)'s abusive events `kind` (attempted, accepted): 'count (rate/s)'."""
+    count = median_of(rounds, "abuse", f"abuser_{kind}")
+    rate = median_of(rounds, "abuse", f"abuser_{kind}_per_s")
+    if count is None:
+        return None
+    return f"{count:,.0f} ({rate:,.0f}/s)" if rate is not None else f"{count:,.0f}"
+
+
 def summarise(rounds, storage_result):
     """Medians per server, ratios project/peer, and whether all verified."""
     fields = [
@@ -267,20 +324,14 @@ def summarise(rounds, storage_result):
         ("connections", "rss_per_connection_kb", "(c) server RSS per connection, KB"),
         ("connections", "fanout_ms", "(c) fan-out to the big channel, ms"),
     ]
-    rows = []
-    for scenario, field, label in fields:
-        project = median_of(rounds["project"], scenario, field)
-        peer = median_of(rounds["peer"], scenario, field)
-        ratio = project / peer if project is not None and peer else None
-        rows.append(
-            {
-                "label": label,
-                "field": field,
-                "project": project,
-                "peer": peer,
-                "ratio": ratio,
-            }
-        )
+    abuse_fields = [
+        ("abuse", "p50_ms", "(e) normal clients' latency p50 ms, beside a flood"),
+        ("abuse", "p99_ms", "(e) normal clients' latency p99 ms, beside a flood"),
+        ("abuse", "max_ms", "(e) normal clients' latency max ms, beside a flood"),
+    ]
+    rows = [
+        measure_row(rounds, scenario, field, label) for scenario, field, label in fields
+    ]
     sizes = {
         int(size): statistics.median(values)
         for size, values in storage_result["rounds_us"].items()
@@ -293,8 +344,26 @@ def summarise(rounds, storage_result):
             "project": f"{sizes[small]:.0f} / {sizes[large]:.0f}",
             "peer": None,
             "ratio": sizes[large] / sizes[small],
+            "target": TARGETS[("storage", "storage_ratio")],
         }
     )
+    rows += [
+        measure_row(rounds, scenario, field, label)
+        for scenario, field, label in abuse_fields
+    ]
+    for kind, label in [
+        ("attempted", "(e) abuser's events attempted (per s)"),
+        ("accepted", "(e) abuser's events accepted, ok: true (per s)"),
+    ]:
+        rows.append(
+            {
+                "label": label,
+                "field": f"abuser_{kind}",
+                "project": flood(rounds["project"], kind),
+                "peer": flood(rounds["peer"], kind),
+                "ratio": None,
+            }
+        )
     verified = all(
         result[scenario].get("ok") and result[scenario]["exit"] == 0
         for name in rounds
@@ -302,6 +371,20 @@ def summarise(rounds, storage_result):
         for scenario in result
     )
     return rows, verified
+
+
+def measure_row(rounds, scenario, field, label):
+    """One measure's medians per server, their ratio and its target."""
+    project = median_of(rounds["project"], scenario, field)
+    peer = median_of(rounds["peer"], scenario, field)
+    return {
+        "label": label,
+        "field": field,
+        "project": project,
+        "peer": peer,
+        "ratio": project / peer if project is not None and peer else None,
+        "target": TARGETS.get((scenario, field), ""),
+    }
 
 
 def fmt(value):
@@ -319,7 +402,7 @@ def table(rows):
     ]
     for row in rows:
         ratio = f"{row['ratio']:.2f}×" if row["ratio"] is not None else "–"
-        target = TARGETS.get(row["field"], "")
+        target = row.get("target", "")
         cells = [row["label"], fmt(row["project"]), fmt(row["peer"]), ratio, target]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

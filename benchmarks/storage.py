@@ -42,7 +42,7 @@ def filled_database(path, messages):
         "StorageBench",
         (ProductionConfig,),
         {
-            "SECRET_KEY": "storage-benchmark-key",
+            "SECRET_KEY": "storage-benchmark-key-of-a-real-length",
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
         },
     )

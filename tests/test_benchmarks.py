@@ -41,5 +41,25 @@ def test_a_quick_benchmark_run_verifies_every_scenario(tmp_path):
         assert round_["burst"]["lost"] == 0
         assert round_["latency"]["deliveries"] > 0
         assert round_["connections"]["connect_errors"] == 0
-    assert "(a) delivered messages/s" in report.read_text()
+        assert_abuse_counted(round_["abuse"])
+    # The yardstick has no rate limits: every abusive event is accepted.
+    (peer,) = summary["rounds"]["peer"]
+    assert peer["abuse"]["abuser_refused"] == {}
+    text = report.read_text()
+    assert "(a) delivered messages/s" in text
+    assert "(e) normal clients' latency p99 ms" in text
+    assert "normal clients' p99 ≤ 100 ms" in text
     assert plot.stat().st_size > 0
+
+
+def assert_abuse_counted(abuse):
+    """(e): the normal clients all served, the flood flowed, every abusive
+    event answered one way or the other (or counted unanswered)."""
+    assert abuse["deliveries"] > 0
+    assert abuse["lost"] == abuse["duplicated"] == abuse["out_of_order"] == 0
+    assert abuse["abuser_attempted"] > 0
+    assert abuse["abuser_attempted"] == (
+        abuse["abuser_accepted"]
+        + sum(abuse["abuser_refused"].values())
+        + abuse["abuser_unanswered"]
+    )

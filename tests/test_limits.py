@@ -2,6 +2,7 @@
 and a channel list served a page at a time."""
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -242,3 +243,16 @@ def test_a_bad_page_request_is_400(client, query, code):
 
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize(
+    "app_settings", [limited(CHAT_RATE_SEND="2/second")], indirect=True
+)
+def test_a_connection_may_send_again_once_its_window_has_passed(member):
+    member.join("lobby")
+    sent = [member.send("lobby", "hi")["ok"] for _ in range(3)]
+
+    time.sleep(1.05)
+
+    assert sent == [True, True, False]
+    assert member.send("lobby", "hi again")["ok"] is True
