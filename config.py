@@ -104,6 +104,10 @@ class Config:
     PING_TIMEOUT = int(os.environ.get("PING_TIMEOUT", "20"))
     # A whole request body or Socket.IO packet larger than this is refused.
     MAX_CONTENT_LENGTH = 64 * 1024
+    # Who may show the chat's pages in a frame: a CSP frame-ancestors source
+    # list, such as "'self' https://intranet.example". 'none' (the default)
+    # also sends X-Frame-Options: DENY for browsers that predate CSP.
+    CHAT_FRAME_ANCESTORS = os.environ.get("CHAT_FRAME_ANCESTORS", "'none'")
 
 
 class DevelopmentConfig(Config):

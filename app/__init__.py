@@ -6,7 +6,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, broadcast, chat, engine, pages
+from app import api, broadcast, chat, engine, pages, security
 from app.archive import Archive
 from app.batches import BatcherPool
 from app.commands import chat_cli
@@ -37,6 +37,7 @@ def create_app(config_class=None):
     register_proxies(app)
     register_services(app)
     register_blueprints(app)
+    security.init_app(app)
     register_errorhandlers(app)
     register_socket_events(app)
     register_commands(app)
@@ -44,13 +45,19 @@ def create_app(config_class=None):
 
 
 def check_secret_key(app):
-    """Refuse to run in production without a real SECRET_KEY."""
-    if app.config["REQUIRE_SECRET_KEY"] and app.config["SECRET_KEY"] in (
-        None,
-        "",
-        DEV_SECRET_KEY,
-    ):
+    """Refuse to run in production without a real SECRET_KEY: set, not the
+    development one, and at least security.MIN_SECRET_KEY_LENGTH long."""
+    key = app.config["SECRET_KEY"]
+    if not app.config["REQUIRE_SECRET_KEY"]:
+        return
+    if key in (None, "", DEV_SECRET_KEY):
         raise RuntimeError("set SECRET_KEY to a long random string before serving")
+    if len(key) < security.MIN_SECRET_KEY_LENGTH:
+        raise RuntimeError(
+            f"SECRET_KEY has {len(key)} characters; production needs at least "
+            f"{security.MIN_SECRET_KEY_LENGTH}, such as the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
 
 
 def register_extensions(app):

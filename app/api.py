@@ -4,6 +4,7 @@ from flask import Blueprint, jsonify, request
 
 from app import chat, rates, rules
 from app.errors import ChatError
+from app.security import require_same_origin
 
 bp = Blueprint("api", __name__)
 
@@ -31,7 +32,7 @@ def read_messages(channel):
 def post_message(channel):
     """Post `{message, author?, client_id?}`: stored, pruned and broadcast like
     send_message; a retry of a client_id answers with the original message."""
-    body = request.get_json(force=True, silent=True)
+    body = request.get_json(silent=True)  # JSON: see app.security
     if body is None:
         raise ChatError("invalid_json", "request body must be JSON")
     fields = rules.fields(body)
@@ -55,6 +56,7 @@ def websocket_handler():
         return "Channel not specified", 400, {"Content-Type": "text/plain"}
     try:
         if values.get("message"):
+            require_same_origin()  # refused cross-site: 403, nothing stored
             sender = _sender()
             rates.check("send", sender)
             chat.post_message(values["channel"], values["message"], sender=sender)

@@ -2,6 +2,7 @@
 
 import os
 import random
+import shutil
 import uuid
 
 import psycopg
@@ -205,3 +206,29 @@ def redis_env():
 
 def _redis(number):
     return redis.Redis(host="127.0.0.1", port=6379, db=number, socket_timeout=5)
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    # Without this, this Chromium refuses WebSockets to 127.0.0.1.
+    "--disable-features=LocalNetworkAccessChecks",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's package); skipped outside CI when missing."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not shutil.which(CHROMIUM):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing; `make test` installs it")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_FLAGS
+        )
+        yield browser
+        browser.close()

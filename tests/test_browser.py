@@ -1,47 +1,17 @@
 """The channel page in real Chromium, against a real server process."""
 
-import os
-import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg
-import requests
-
 import pytest
+import requests
+from browsing import ARTIFACTS, delivered, expect, say, send
 from conftest import POSTGRES_ADMIN_URL
 from servers import ROOT
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    # Without this, this Chromium refuses WebSockets to 127.0.0.1.
-    "--disable-features=LocalNetworkAccessChecks",
-]
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture(scope="session")
-def browser():
-    """Headless Chromium (Debian's package); skipped outside CI when missing."""
-    if not shutil.which(CHROMIUM):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing; `make test` installs it")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_FLAGS
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -67,24 +37,6 @@ def open_page(browser, server):
     yield open_channel
     for context in contexts:
         context.close()
-
-
-def send(page, text):
-    """Type a message and press Enter."""
-    page.fill("#messageInput", text)
-    page.press("#messageInput", "Enter")
-
-
-def say(page, text):
-    """Send a message and wait until the server has it (nothing pending), so
-    that messages said one after another are stored in that order."""
-    send(page, text)
-    expect(page.locator(".chat-room .entry.pending")).to_have_count(0)
-
-
-def delivered(page):
-    """The texts of the messages the server delivered: no pending ones."""
-    return page.locator(".chat-room .entry:not(.pending) .message")
 
 
 def stored(server, channel="lobby"):
