@@ -77,21 +77,32 @@ def traffic(postgres_url):
         pages.close()
 
 
-def test_a_redis_outage_loses_no_message(cluster, redis_server, traffic):
-    servers = cluster(2)
+def through_a_fault(servers, traffic, begin, end, seconds):
+    """Run traffic over `servers` while a fault lasts `seconds`: begin(),
+    then end(). Returns the pages, their report, and when the fault began
+    and ended."""
     pages = traffic(servers, members=18, channels=3, senders=6).start()
     time.sleep(2)
-
-    redis_server.stop()
-    stopped = time.monotonic()
-    time.sleep(5)
-    redis_server.start()  # empty, as after a real restart
-    back = time.monotonic()
+    begin()
+    began = time.monotonic()
+    time.sleep(seconds)
+    end()
+    ended = time.monotonic()
     time.sleep(2)
     pages.stop()
-
-    report = pages.settle(timeout=10, recovered_at=back)
+    report = pages.settle(timeout=10, recovered_at=ended)
     print(report)
+    return pages, report, began, ended
+
+
+def test_a_redis_outage_loses_no_message(cluster, redis_server, traffic):
+    servers = cluster(2)
+
+    # Restarted empty, as after a real restart.
+    pages, report, stopped, back = through_a_fault(
+        servers, traffic, redis_server.stop, redis_server.start, 5
+    )
+
     assert report.problems() == []
     assert pages.acked_between(stopped + 1, back) > 0  # sending went on
     assert report.outcomes["unanswered"] == 0
@@ -103,19 +114,11 @@ def test_a_frozen_redis_neither_delays_acks_nor_loses_messages(
     cluster, redis_server, traffic
 ):
     servers = cluster(2)
-    pages = traffic(servers, members=18, channels=3, senders=6).start()
-    time.sleep(2)
 
-    redis_server.freeze()
-    frozen = time.monotonic()
-    time.sleep(6)
-    redis_server.thaw()
-    back = time.monotonic()
-    time.sleep(2)
-    pages.stop()
+    pages, report, frozen, back = through_a_fault(
+        servers, traffic, redis_server.freeze, redis_server.thaw, 6
+    )
 
-    report = pages.settle(timeout=10, recovered_at=back)
-    print(report)
     assert report.problems() == []
     assert pages.acked_between(frozen + 1, back) > 0
     assert report.max_ack_latency < 3
