@@ -108,6 +108,20 @@ class Config:
     # list, such as "'self' https://intranet.example". 'none' (the default)
     # also sends X-Frame-Options: DENY for browsers that predate CSP.
     CHAT_FRAME_ANCESTORS = os.environ.get("CHAT_FRAME_ANCESTORS", "'none'")
+    # What one client may hold on the wire (app.transport, app.engine).
+    # Seconds a client has to send a whole request (line, headers, body),
+    # from connecting or from the first byte of its next request.
+    REQUEST_TIMEOUT = float(os.environ.get("REQUEST_TIMEOUT", "10"))
+    # Seconds a kept-alive HTTP connection may wait idle for its next request.
+    KEEPALIVE_TIMEOUT = float(os.environ.get("KEEPALIVE_TIMEOUT", "5"))
+    # Most connections open at once from one address; 0 for no limit. Behind
+    # a proxy every connection comes from the proxy: set 0 and limit there.
+    MAX_CONNECTIONS_PER_ADDRESS = int(
+        os.environ.get("MAX_CONNECTIONS_PER_ADDRESS", "200")
+    )
+    # Seconds an Engine.IO connection has to connect to the Socket.IO
+    # namespace; it is closed at its next ping after that.
+    CONNECT_TIMEOUT = float(os.environ.get("CONNECT_TIMEOUT", "45"))
 
 
 class DevelopmentConfig(Config):

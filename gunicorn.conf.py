@@ -3,44 +3,46 @@
 Flask-SocketIO serves a client's long-polling requests from the process that
 holds its session, so each process runs exactly one worker; scale out with
 more processes behind a sticky load balancer (deploy/nginx.conf), joined by
-REDIS_URL. Nothing here imports the app: the worker must patch the standard
-library with gevent before psycopg is first imported.
+REDIS_URL. Nothing here imports the app before the worker has loaded it:
+the worker must patch the standard library with gevent before psycopg is
+first imported.
 """
 
 import os
 
 import gevent
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
-from geventwebsocket.handler import WebSocketHandler
-
-# Each connection reads through a buffer of this size for as long as it is
-# open: pywsgi's default of 8 KB cost 3 KB of memory per idle WebSocket
-# more than this, while requests and chat frames are a few hundred bytes.
-READ_BUFFER = 1024
-
-
-class ChatHandler(WebSocketHandler):
-    """gevent-websocket's handler, reading through a small buffer."""
-
-    def __init__(self, sock, address, server):
-        super().__init__(sock, address, server, rfile=sock.makefile("rb", READ_BUFFER))
 
 
 class ChatWorker(GeventWebSocketWorker):
-    """Closes every Socket.IO connection when asked to stop.
+    """Serves connections with the chat's handler, and closes every
+    Socket.IO connection when asked to stop.
 
-    Without this the worker waits out graceful_timeout for WebSockets that
-    never end. Closing the Engine.IO transport (not the Socket.IO session)
-    makes clients reconnect at once, to another process or to the restarted
-    one, and catch up with `since`.
+    The handler (app.transport.ChatHandler, the same as `python wsgi.py`
+    uses) bounds what a client may hold: time to send a request, time idle
+    between requests, body size, connections per address. gunicorn's own
+    `keepalive` and `limit_request_*` settings apply only to its own HTTP
+    parser, which this worker does not use, and `timeout` only to a worker
+    that stops answering its master.
+
+    Without closing connections on SIGTERM, the worker waits out
+    graceful_timeout for WebSockets that never end. Closing the Engine.IO
+    transport (not the Socket.IO session) makes clients reconnect at once,
+    to another process or to the restarted one, and catch up with `since`.
     """
+
+    def run(self):
+        # The app is loaded by now (wsgi.py patched the standard library
+        # first), and the handler takes its limits from the app's settings.
+        from app.transport import ChatHandler
+
+        self.wsgi_handler = ChatHandler.configured(self.wsgi.config)
+        super().run()
 
     def handle_exit(self, sig, frame):
         # SIGTERM: stop accepting, close connections, finish what is running.
         super().handle_exit(sig, frame)
         gevent.spawn(_close_connections)
-
-    wsgi_handler = ChatHandler
 
 
 def _close_connections():

@@ -46,4 +46,8 @@ if __name__ == "__main__":
         f"Channel Chat on http://{app.config['HOST']}:{app.config['PORT']}/",
         flush=True,
     )
-    socketio.run(app, host=app.config["HOST"], port=app.config["PORT"])
+    from app.transport import serve
+
+    # Flask-SocketIO's socketio.run, with the connection limits of gunicorn's
+    # worker (app.transport.ChatHandler).
+    serve(app, app.config["HOST"], app.config["PORT"])

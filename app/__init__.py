@@ -84,7 +84,7 @@ def register_extensions(app):
         manage_session=False,
     )
     socketio.server.manager.archive = Archive(app)
-    engine.install(socketio.server.eio)
+    engine.install(socketio.server, app.config["CONNECT_TIMEOUT"])
     app.wsgi_app = websocket_transport(
         app.wsgi_app, max_message=app.config["MAX_CONTENT_LENGTH"]
     )

@@ -8,8 +8,15 @@ stack, and together they were half of what an open connection cost.
 A ChatSocket has only the request's greenlet. Once it is on a WebSocket, a
 packet sent to it goes straight onto its CoalescingWebSocket (app.transport),
 which queues the frame and writes it when the sender yields; and one task
-per server sends every socket its PING when due. Long-polling clients, and
+per server sends every socket its PING when due, and closes a socket that
+has not answered within the ping timeout. Long-polling clients, and
 clients during the upgrade from long-polling, keep Engine.IO's queue.
+
+python-socketio keeps an Engine.IO connection that never connects to a
+Socket.IO namespace for as long as it answers pings. When a ChatSocket's
+ping falls due more than `connect_timeout` seconds after it opened, and it
+has no namespace, it is closed instead (as Socket.IO's own server does after
+its connectTimeout).
 """
 
 import logging
@@ -25,22 +32,31 @@ logger = logging.getLogger(__name__)
 _PING_GRANULARITY = 0.1
 
 
-def install(server):
-    """Make every Engine.IO socket that `server` opens from now a ChatSocket."""
-    connect = server.handlers.get("connect")
-    pinger = Pinger(server)
+def install(server, connect_timeout):
+    """Make every Engine.IO socket that the Socket.IO `server` opens from now
+    a ChatSocket, closed when it has joined no namespace `connect_timeout`
+    seconds after it opened."""
+    eio, manager = server.eio, server.manager
+    connect = eio.handlers.get("connect")
+
+    def joined(sid):
+        namespaces = list(manager.get_namespaces())
+        return any(manager.sid_from_eio_sid(sid, ns) for ns in namespaces)
+
+    pinger = Pinger(eio, joined, connect_timeout)
 
     def adopt(sid, environ):
-        socket = server.sockets[sid]
+        socket = eio.sockets[sid]
         # Engine.IO builds its own Socket and queues the open packet; this
         # event comes next, before the socket is pinged or serves a request.
-        # ChatSocket keeps the same state plus two attributes, so the object
-        # can change class here.
+        # ChatSocket keeps the same state plus a few attributes, so the
+        # object can change class here.
         socket.__class__ = ChatSocket
         socket.pinger = pinger
+        socket.opened = time.monotonic()
         return connect(sid, environ) if connect else True
 
-    server.on("connect", adopt)
+    eio.on("connect", adopt)
 
 
 class ChatSocket(Socket):
@@ -49,6 +65,7 @@ class ChatSocket(Socket):
 
     websocket = None  # engineio's WebSocket wrapper, once upgraded
     pinger = None
+    opened = 0.0  # time.monotonic() when the socket opened
 
     def send(self, pkt):
         """Send a packet: onto the WebSocket, or into the long-polling queue."""
@@ -65,10 +82,16 @@ class ChatSocket(Socket):
             self.pinger.schedule(self)
 
     def ping(self):
-        """Send the scheduled PING, unless the socket has closed since."""
-        if not self.closing and not self.closed:
-            self.last_ping = time.time()
-            self.send(packet.Packet(packet.PING))
+        """Send the scheduled PING, unless the socket has closed since; close
+        it instead if it has not connected to Socket.IO in time."""
+        if self.closing or self.closed:
+            return
+        if self.pinger.stray(self):
+            logger.info("%s: no Socket.IO connect in time, closing", self.sid)
+            self.close(wait=False, reason=self.server.reason.SERVER_DISCONNECT)
+            return
+        self.last_ping = time.time()
+        self.send(packet.Packet(packet.PING))
 
     def close(self, wait=True, abort=False, reason=None):
         """Close; on a WebSocket, after writing what is queued for it."""
@@ -167,16 +190,28 @@ class ChatSocket(Socket):
 
 
 class Pinger:
-    """One task sending each socket of a server its PING when due.
+    """One task sending each socket of a server its PING when due, and
+    closing each socket that has not answered it within the ping timeout.
 
-    Every socket waits the same interval, so sockets come due in the order
-    they were scheduled, and a deque keeps them in that order.
+    Every socket waits the same interval for its ping, and the same timeout
+    for the answer, so sockets come due in the order they were scheduled,
+    and a deque for each keeps them in that order. (Engine.IO's own check
+    goes round all sockets once per ping timeout, which let a silent one
+    stay up to a whole timeout longer.)
     """
 
-    def __init__(self, server):
+    def __init__(self, server, joined, connect_timeout):
         self.server = server
-        self.due = deque()
+        self.joined = joined  # whether an Engine.IO sid has a namespace
+        self.connect_timeout = connect_timeout
+        self.due = deque()  # (when to ping, socket)
+        self.answers = deque()  # (when the answer is late, socket)
         self.task = None
+
+    def stray(self, socket):
+        """Whether `socket` has had its time to join a namespace, and has none."""
+        in_time = time.monotonic() - socket.opened < self.connect_timeout
+        return not in_time and not self.joined(socket.sid)
 
     def schedule(self, socket):
         self.due.append((time.monotonic() + self.server.ping_interval, socket))
@@ -185,16 +220,31 @@ class Pinger:
 
     def _run(self):
         while True:
-            if not self.due:
-                self.server.sleep(self.server.ping_interval)
-                continue
-            delay = self.due[0][0] - time.monotonic()
-            if delay > 0:
-                self.server.sleep(max(delay, _PING_GRANULARITY))
+            self._wait()
             horizon = time.monotonic() + _PING_GRANULARITY
             while self.due and self.due[0][0] <= horizon:
                 _, socket = self.due.popleft()
-                try:
-                    socket.ping()
-                except Exception:
-                    logger.exception("ping of %s failed", socket.sid)
+                self._attempt(socket.ping, socket)
+                if socket.last_ping is not None:  # sent: expect the answer
+                    late = self.server.ping_timeout + _PING_GRANULARITY
+                    self.answers.append((time.monotonic() + late, socket))
+            now = time.monotonic()
+            while self.answers and self.answers[0][0] <= now:
+                _, socket = self.answers.popleft()
+                if not socket.closing and not socket.closed:
+                    self._attempt(socket.check_ping_timeout, socket)
+
+    def _wait(self):
+        """Sleep until the next ping or answer falls due."""
+        heads = [queue[0][0] for queue in (self.due, self.answers) if queue]
+        if not heads:
+            self.server.sleep(self.server.ping_interval)
+        elif (delay := min(heads) - time.monotonic()) > 0:
+            self.server.sleep(max(delay, _PING_GRANULARITY))
+
+    @staticmethod
+    def _attempt(action, socket):
+        try:
+            action()
+        except Exception:
+            logger.exception("ping of %s failed", socket.sid)

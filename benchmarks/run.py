@@ -48,10 +48,10 @@ PEER_BUILD = HERE / ".peer"
 BIN = Path(sys.executable).parent
 
 # The chat's environment for scenarios (a) to (c), which measure what the
-# chat can carry: its rate limits would refuse most of their load (100
-# messages at once from one connection, 10,000 connections from one
-# address), and the yardstick has none.
-BENCH_ENV = {"CHAT_RATE_LIMITS": "off"}
+# chat can carry: its rate limits and per-address connection cap would
+# refuse most of their load (100 messages at once from one connection,
+# 10,000 connections from one address), and the yardstick has neither.
+BENCH_ENV = {"CHAT_RATE_LIMITS": "off", "MAX_CONNECTIONS_PER_ADDRESS": "0"}
 
 # The chat's environment for scenario (e), which measures what its rate
 # limits do for the other clients while one client floods. Every client of
@@ -59,8 +59,11 @@ BENCH_ENV = {"CHAT_RATE_LIMITS": "off"}
 # per-address limits would refuse the normal clients too: they are off here,
 # and the per-connection ones (config.py's defaults) on.
 ABUSE_ENV = {
-    f"CHAT_RATE_{action}_PER_ADDRESS": "off"
-    for action in ("SEND", "JOIN", "TYPING", "NEW_CHANNEL")
+    "MAX_CONNECTIONS_PER_ADDRESS": "0",
+    **{
+        f"CHAT_RATE_{action}_PER_ADDRESS": "off"
+        for action in ("SEND", "JOIN", "TYPING", "NEW_CHANNEL")
+    },
 }
 
 FULL = {
