@@ -9,12 +9,27 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import logging  # noqa: E402
 import time  # noqa: E402
 
 from app import chat, create_app, presence  # noqa: E402
 from app.errors import ChatError  # noqa: E402
 from app.extensions import socketio  # noqa: E402
 
+
+def log_to_stderr():
+    """The chat's own log lines (outages, repairs, refused connections) on
+    standard error, from INFO up."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    chat_log = logging.getLogger("app")
+    chat_log.addHandler(handler)
+    chat_log.setLevel(logging.INFO)
+
+
+log_to_stderr()
 app = create_app()
 
 # Seconds between two sweeps of expired receipts (client_ids past their window).
