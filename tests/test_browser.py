@@ -39,6 +39,14 @@ def open_page(browser, server):
         context.close()
 
 
+def went_offline(page):
+    """Wait until the page shows it is offline (generously: a loaded
+    machine can take seconds to run the page's handlers)."""
+    expect(page.locator("#connection")).to_have_attribute(
+        "data-state", "offline", timeout=20_000
+    )
+
+
 def stored(server, channel="lobby"):
     """The texts the server keeps for a channel, oldest first."""
     response = requests.get(f"{server.url}/api/channels/{channel}/messages", timeout=10)
@@ -130,7 +138,7 @@ def test_page_catches_up_after_the_server_restarts(open_page, server, start_serv
     expect(delivered(page)).to_have_text(["before"])
 
     server.stop()
-    expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    went_offline(page)
     expect(page.locator("#messageInput")).to_be_enabled()  # sent when back
     # Another process on the same database takes messages meanwhile.
     other = start_server()
@@ -259,7 +267,7 @@ def test_a_message_sent_while_the_server_is_down_arrives_once_after_it_restarts(
 ):
     page = open_page()
     server.stop()
-    expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    went_offline(page)
 
     send(page, "sent while down")
 
@@ -318,7 +326,7 @@ def test_a_pending_message_survives_a_reload_while_the_server_is_down(
 
     page.reload()
 
-    expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    went_offline(page)
     expect(page.locator(".entry.pending .message")).to_have_text(
         ["typed before the reload"]
     )
