@@ -18,7 +18,7 @@ class ChatWorker(GeventWebSocketWorker):
     """Serves connections with the chat's handler, and closes every
     Socket.IO connection when asked to stop.
 
-    The handler (app.transport.ChatHandler, the same as `python wsgi.py`
+    The handler (app.wire.http.ChatHandler, the same as `python wsgi.py`
     uses) bounds what a client may hold: time to send a request, time idle
     between requests, body size, connections per address. gunicorn's own
     `keepalive` and `limit_request_*` settings apply only to its own HTTP
@@ -34,7 +34,7 @@ class ChatWorker(GeventWebSocketWorker):
     def run(self):
         # The app is loaded by now (wsgi.py patched the standard library
         # first), and the handler takes its limits from the app's settings.
-        from app.transport import ChatHandler
+        from app.wire.http import ChatHandler
 
         self.wsgi_handler = ChatHandler.configured(self.wsgi.config)
         super().run()

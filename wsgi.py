@@ -12,8 +12,9 @@ monkey.patch_all()
 import logging  # noqa: E402
 import time  # noqa: E402
 
-from app import chat, create_app, presence  # noqa: E402
-from app.errors import ChatError  # noqa: E402
+from app import create_app  # noqa: E402
+from app.chat import presence, storage  # noqa: E402
+from app.chat.errors import ChatError  # noqa: E402
 from app.extensions import socketio  # noqa: E402
 
 
@@ -46,7 +47,7 @@ def keep_house():
             try:
                 presence.refresh()
                 if time.monotonic() >= next_sweep:
-                    chat.forget_receipts()
+                    storage.forget_receipts()
                     next_sweep = time.monotonic() + RECEIPT_SWEEP
             except ChatError:
                 pass  # the database is away: sweep at the next turn
@@ -61,8 +62,8 @@ if __name__ == "__main__":
         f"Channel Chat on http://{app.config['HOST']}:{app.config['PORT']}/",
         flush=True,
     )
-    from app.transport import serve
+    from app.wire.http import serve
 
     # Flask-SocketIO's socketio.run, with the connection limits of gunicorn's
-    # worker (app.transport.ChatHandler).
+    # worker (app.wire.http.ChatHandler).
     serve(app, app.config["HOST"], app.config["PORT"])

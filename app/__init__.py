@@ -6,19 +6,21 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, broadcast, chat, engine, pages, security
-from app.archive import Archive
-from app.batches import BatcherPool
-from app.commands import chat_cli
-from app.delivery import ChatManager, ChatRedisManager
-from app.errors import ChatError
+from app import wire
+from app.chat import messages, storage
+from app.chat.errors import ChatError
+from app.chat.group_commit import BatcherPool
+from app.chat.presence import LocalPresence, RedisPresence
+from app.chat.rate_limits import Rates
 from app.extensions import database_options, db, migrate, socketio
-from app.packets import TolerantJSON, TolerantJSONProvider, TolerantPacket
-from app.presence import LocalPresence, RedisPresence
-from app.rates import Rates
+from app.realtime import broadcaster
+from app.realtime.archive import Archive
+from app.realtime.delivery import ChatManager, ChatRedisManager
+from app.realtime.namespace import ChatNamespace
 from app.redis_link import RedisLink
-from app.sockets import ChatNamespace
-from app.transport import websocket_transport
+from app.web import api, pages, security
+from app.web.commands import chat_cli
+from app.wire.packets import TolerantJSON, TolerantJSONProvider, TolerantPacket
 from config import BASE_DIR, DEV_SECRET_KEY, config_from_env
 
 
@@ -84,10 +86,7 @@ def register_extensions(app):
         manage_session=False,
     )
     socketio.server.manager.archive = Archive(app)
-    engine.install(socketio.server, app.config["CONNECT_TIMEOUT"])
-    app.wsgi_app = websocket_transport(
-        app.wsgi_app, max_message=app.config["MAX_CONTENT_LENGTH"]
-    )
+    wire.install(app, socketio)
 
 
 def register_proxies(app):
@@ -101,11 +100,11 @@ def register_proxies(app):
 def register_services(app):
     """What the services reach through the app: the broadcaster, presence,
     and the writer that batches messages into transactions."""
-    broadcast.init_app(app, socketio)
+    broadcaster.init_app(app, socketio)
     app.extensions["chat_presence"] = _presence_store(app)
     app.extensions["chat_rates"] = Rates(app.config, app.extensions["chat_redis"])
-    app.extensions["chat_known_channels"] = chat.KnownChannels()
-    app.extensions["chat_writer"] = BatcherPool(chat.write_messages)
+    app.extensions["chat_known_channels"] = messages.KnownChannels()
+    app.extensions["chat_writer"] = BatcherPool(storage.write_messages)
 
 
 def _redis_link(config):

@@ -1,6 +1,6 @@
 """Scenario (d): the cost of storing one message, by how much is stored.
 
-Times `chat.post_message` (validate, number, insert, prune, commit) on the
+Times `messages.post_message` (validate, number, insert, prune, commit) on the
 production settings' SQLite database holding 1 thousand, then 1 million,
 messages in other channels. Rounds alternate between the two sizes; each
 reports the median of its operations.
@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask_migrate import upgrade  # noqa: E402
 
-from app import chat, create_app  # noqa: E402
+from app import create_app  # noqa: E402
+from app.chat import messages  # noqa: E402
 from config import ProductionConfig  # noqa: E402
 
 FILLER_PER_CHANNEL = 10
@@ -77,7 +78,7 @@ def median_post_us(app, ops, round_number):
     with app.app_context():
         for n in range(ops):
             started = time.perf_counter()
-            chat.post_message(f"bench-{round_number % 4}", f"message {n}")
+            messages.post_message(f"bench-{round_number % 4}", f"message {n}")
             timings.append(time.perf_counter() - started)
     return statistics.median(timings) * 1e6
 

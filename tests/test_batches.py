@@ -1,4 +1,4 @@
-"""Group commit (app.batches): concurrent callers share one write."""
+"""Group commit (app.chat.group_commit): concurrent callers share one write."""
 
 import contextlib
 import threading
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from app.batches import Batcher, BatcherPool
+from app.chat.group_commit import Batcher, BatcherPool
 
 
 def run_concurrently(batcher, items):

@@ -111,10 +111,10 @@ def store_silently(server, texts):
     sends would, but broadcasting them to nobody."""
     script = (
         "import sys\n"
-        "from app import chat, create_app\n"
+        "from app import create_app\nfrom app.chat import messages\n"
         "with create_app().app_context():\n"
         "    for text in sys.argv[1:]:\n"
-        "        chat.post_message('lobby', text)\n"
+        "        messages.post_message('lobby', text)\n"
     )
     subprocess.run(
         [sys.executable, "-c", script, *texts],

@@ -2,8 +2,8 @@
 
 import pytest
 
-from app import chat
-from app.errors import ChatError
+from app.chat import channels, health, messages, storage
+from app.chat.errors import ChatError
 
 
 @pytest.fixture
@@ -15,47 +15,47 @@ def context(app):
 @pytest.mark.usefixtures("context")
 class TestPostMessage:
     def test_returns_the_stored_message(self, broadcasts):
-        message = chat.post_message("lobby", "  hello  ", author="kim")
+        message = messages.post_message("lobby", "  hello  ", author="kim")
 
         assert message["seq"] == 1
         assert message["message"] == "hello"
         assert message["author"] == "kim"
 
     def test_broadcasts_what_it_stored_once(self, broadcasts):
-        message = chat.post_message("lobby", "hello")
+        message = messages.post_message("lobby", "hello")
 
         assert broadcasts == [message]
 
     def test_numbers_each_channel_on_its_own(self, broadcasts):
         seqs = [
-            chat.post_message(channel, "hi")["seq"]
+            messages.post_message(channel, "hi")["seq"]
             for channel in ["a", "b", "a", "a", "b"]
         ]
 
         assert seqs == [1, 1, 2, 3, 2]
 
     def test_ids_are_unique_across_channels(self, broadcasts):
-        ids = {chat.post_message(channel, "hi")["id"] for channel in "abcabc"}
+        ids = {messages.post_message(channel, "hi")["id"] for channel in "abcabc"}
 
         assert len(ids) == 6
 
     def test_prunes_to_the_history_limit(self, broadcasts):
         for number in range(30):
-            chat.post_message("lobby", f"m{number}")
+            messages.post_message("lobby", f"m{number}")
 
-        found = chat.history("lobby")
+        found = messages.history("lobby")
         assert [m["seq"] for m in found.messages] == list(range(21, 31))
 
     def test_refused_message_is_neither_stored_nor_broadcast(self, broadcasts):
         with pytest.raises(ChatError) as refused:
-            chat.post_message("lobby", "")
+            messages.post_message("lobby", "")
 
         assert refused.value.code == "invalid_message"
         assert broadcasts == []
-        assert chat.history("lobby").last_seq == 0
+        assert messages.history("lobby").last_seq == 0
 
     def test_normalises_line_breaks_and_keeps_them(self, broadcasts):
-        message = chat.post_message("lobby", "line one\r\nline two")
+        message = messages.post_message("lobby", "line one\r\nline two")
 
         assert message["message"] == "line one\nline two"
 
@@ -63,27 +63,27 @@ class TestPostMessage:
 @pytest.mark.usefixtures("context")
 class TestHistory:
     def test_of_a_new_channel_is_empty_and_recovered(self):
-        found = chat.history("fresh", since=0)
+        found = messages.history("fresh", since=0)
 
         assert (found.messages, found.last_seq, found.recovered) == ([], 0, True)
 
     def test_since_the_last_seq_is_empty_and_recovered(self, broadcasts):
-        chat.post_message("lobby", "hi")
+        messages.post_message("lobby", "hi")
 
-        found = chat.history("lobby", since=1)
+        found = messages.history("lobby", since=1)
 
         assert (found.messages, found.recovered) == ([], True)
 
     def test_since_a_pruned_seq_is_not_recovered(self, broadcasts):
         for number in range(12):
-            chat.post_message("lobby", f"m{number}")
+            messages.post_message("lobby", f"m{number}")
 
-        assert chat.history("lobby", since=2).recovered is True
-        assert chat.history("lobby", since=1).recovered is False
+        assert messages.history("lobby", since=2).recovered is True
+        assert messages.history("lobby", since=1).recovered is False
 
     def test_known_history_refuses_unknown_channels(self):
         with pytest.raises(ChatError) as refused:
-            chat.known_history("nobody")
+            messages.known_history("nobody")
 
         assert (refused.value.code, refused.value.status) == ("unknown_channel", 404)
 
@@ -91,9 +91,9 @@ class TestHistory:
 @pytest.mark.usefixtures("context")
 def test_active_channels_count_retained_messages(broadcasts):
     for number in range(11):
-        chat.post_message("lobby", f"m{number}")
+        messages.post_message("lobby", f"m{number}")
 
-    (channel,) = chat.active_channels().channels
+    (channel,) = channels.active_channels().channels
 
     assert (channel["name"], channel["message_count"], channel["last_seq"]) == (
         "lobby",
@@ -104,25 +104,25 @@ def test_active_channels_count_retained_messages(broadcasts):
 
 @pytest.mark.usefixtures("context")
 def test_database_answers(app):
-    assert chat.database_answers() is True
+    assert health.database_answers() is True
 
 
 @pytest.mark.usefixtures("context")
 def test_a_batch_larger_than_the_limit_keeps_only_the_newest(broadcasts):
-    pending = [chat.Draft("lobby", f"m{number}", None, None) for number in range(25)]
+    pending = [storage.Draft("lobby", f"m{number}", None, None) for number in range(25)]
 
-    stored = chat.write_messages(pending)
+    stored = storage.write_messages(pending)
 
     assert [m["seq"] for m in stored] == list(range(1, 26))
-    assert [m["seq"] for m in chat.history("lobby").messages] == list(range(16, 26))
+    assert [m["seq"] for m in messages.history("lobby").messages] == list(range(16, 26))
     assert [m["seq"] for m in broadcasts] == list(range(1, 26))
 
 
 @pytest.mark.usefixtures("context")
 def test_a_batch_numbers_each_channel_in_order(broadcasts):
-    pending = [chat.Draft(channel, "hi", None, None) for channel in "abab"]
+    pending = [storage.Draft(channel, "hi", None, None) for channel in "abab"]
 
-    stored = chat.write_messages(pending)
+    stored = storage.write_messages(pending)
 
     assert [(m["channel"], m["seq"]) for m in stored] == [
         ("a", 1),

@@ -1,4 +1,4 @@
-"""Ordered, exactly-once delivery while a member joins (app.delivery).
+"""Ordered, exactly-once delivery while a member joins (app.realtime.delivery).
 
 A join reads the history while live messages keep coming. These tests play
 both orders of "history read" and "live message" that a busy server sees.
@@ -6,8 +6,8 @@ both orders of "history read" and "live message" that a busy server sees.
 
 import pytest
 
-from app import chat
-from app.broadcast import room_of
+from app.chat import messages
+from app.realtime.broadcaster import room_of
 from app.extensions import db, socketio
 
 
@@ -34,12 +34,12 @@ def seqs(member):
 
 def post(app, text):
     with app.app_context():
-        chat.post_message("lobby", text)
+        messages.post_message("lobby", text)
 
 
 def read_history(app):
     with app.app_context():
-        return chat.history("lobby")
+        return messages.history("lobby")
 
 
 def test_nothing_reaches_a_joiner_before_its_history(app, joining):
@@ -78,7 +78,7 @@ def test_after_the_replay_live_messages_flow_and_repeats_are_dropped(app, joinin
     members.replay(sid, "lobby", history.messages, history.last_seq)
     post(app, "m1")
     with app.app_context():
-        (again,) = chat.history("lobby").messages
+        (again,) = messages.history("lobby").messages
 
     members.message(again)  # delivered a second time, as a retry would
 

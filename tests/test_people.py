@@ -2,7 +2,7 @@
 
 import pytest
 
-from app import presence
+from app.chat import presence
 
 
 def test_name_given_at_connect_is_the_author(connect):

@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from flask_migrate import upgrade
 from sqlalchemy import inspect
 
-from app import chat
+from app.chat import channels, messages
 from app.extensions import db
 from config import database_url
 
@@ -51,14 +51,14 @@ def test_the_driver_is_psycopg_3(app):
 def test_concurrent_senders_get_distinct_contiguous_seqs(app, broadcasts):
     def send(number):
         with app.app_context():
-            return chat.post_message("race", f"message {number}")["seq"]
+            return messages.post_message("race", f"message {number}")["seq"]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         seqs = list(pool.map(send, range(60)))
 
     assert sorted(seqs) == list(range(1, 61))
     with app.app_context():
-        found = chat.history("race")
+        found = messages.history("race")
     assert [m["seq"] for m in found.messages] == list(range(51, 61))
     assert sorted(m["seq"] for m in broadcasts) == list(range(1, 61))
 
@@ -77,7 +77,7 @@ def test_broadcasts_follow_seq_order_under_concurrency(app):
 
     def send(number):
         with app.app_context():
-            chat.post_message("ordered", f"message {number}")
+            messages.post_message("ordered", f"message {number}")
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(send, range(40)))
@@ -87,7 +87,9 @@ def test_broadcasts_follow_seq_order_under_concurrency(app):
 
 def test_postgres_rejects_nothing_the_rules_accept(app, broadcasts):
     with app.app_context():
-        stored = chat.post_message("한국어", "안녕하세요 👋\ttab\nline", author="김")
+        stored = messages.post_message(
+            "한국어", "안녕하세요 👋\ttab\nline", author="김"
+        )
 
     assert stored["message"] == "안녕하세요 👋\ttab\nline"
     assert stored["author"] == "김"
@@ -96,12 +98,12 @@ def test_postgres_rejects_nothing_the_rules_accept(app, broadcasts):
 def test_the_channel_list_pages_through_every_channel(app, broadcasts):
     with app.app_context():
         for number in range(7):
-            chat.post_message(f"c{number}", "hi")
+            messages.post_message(f"c{number}", "hi")
         for number in (2, 5):  # active again: first in the list now
-            chat.post_message(f"c{number}", "again")
-        pages = [chat.active_channels(limit=3)]
+            messages.post_message(f"c{number}", "again")
+        pages = [channels.active_channels(limit=3)]
         while pages[-1].next_before:
-            pages.append(chat.active_channels(3, pages[-1].next_before))
+            pages.append(channels.active_channels(3, pages[-1].next_before))
 
     names = [channel["name"] for page in pages for channel in page.channels]
     assert names == ["c5", "c2", "c6", "c4", "c3", "c1", "c0"]

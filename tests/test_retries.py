@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app import chat
+from app.chat import storage
 from app.extensions import db
-from app.models import Receipt
+from app.chat.models import Receipt
 
 
 def send(member, channel, message, client_id):
@@ -113,10 +113,10 @@ def test_an_http_retry_answers_with_the_original_message(client):
 
 
 def test_retries_in_one_batch_store_one_message(app, broadcasts):
-    drafts = [chat.Draft("lobby", "hello", None, "c-1") for _ in range(3)]
+    drafts = [storage.Draft("lobby", "hello", None, "c-1") for _ in range(3)]
 
     with app.app_context():
-        answers = chat.write_messages(drafts)
+        answers = storage.write_messages(drafts)
 
     assert [answer["seq"] for answer in answers] == [1, 1, 1]
     assert len(broadcasts) == 1
@@ -133,7 +133,7 @@ def test_receipts_are_forgotten_after_the_retry_window(app, member):
         old.created_at = datetime.now(UTC) - timedelta(hours=25)
         db.session.commit()
 
-        forgotten = chat.forget_receipts()
+        forgotten = storage.forget_receipts()
 
     assert forgotten == 1
     assert send(member, "lobby", "old", "c-old")["seq"] == 3

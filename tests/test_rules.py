@@ -2,8 +2,8 @@
 
 import pytest
 
-from app import rules
-from app.errors import ChatError
+from app.chat import rules
+from app.chat.errors import ChatError
 
 
 @pytest.mark.parametrize(

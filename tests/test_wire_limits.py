@@ -20,7 +20,7 @@ pytestmark = pytest.mark.server
 LIMIT = 64 * 1024  # MAX_CONTENT_LENGTH
 REQUEST_TIMEOUT, KEEPALIVE_TIMEOUT, CONNECT_TIMEOUT = 2, 1, 2
 PING_INTERVAL = PING_TIMEOUT = 1
-CLOSE_GRACE = 5  # app.transport: seconds a client has to answer a close frame
+CLOSE_GRACE = 5  # app.wire.websocket: seconds a client has to answer a close frame
 SHORT = {
     "REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
     "KEEPALIVE_TIMEOUT": str(KEEPALIVE_TIMEOUT),

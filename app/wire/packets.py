@@ -3,17 +3,22 @@
 python-socketio raises (and logs a traceback) when a client sends broken
 JSON, an event that is not a list starting with a name, or an unknown packet
 type; Engine.IO does the same for a WebSocket frame that is not Engine.IO at
-all (see app.transport). TolerantPacket turns all of those into a
+all (see app.wire.websocket and app.wire.polling). TolerantPacket turns all of those into a
 `malformed` event, which the chat namespace answers with a `chat_error` to
 the sender alone.
 """
 
 import json
+import re
 
 from flask.json.provider import DefaultJSONProvider
 from socketio import packet
 
 MALFORMED = "malformed"
+# An Engine.IO message: a packet type digit, or 'b' and base64 for binary.
+ENGINEIO_MESSAGE = re.compile(r"[0-6b]")
+# An Engine.IO message whose Socket.IO packet fails to decode, on purpose.
+MALFORMED_MESSAGE = "4" + MALFORMED
 _KNOWN_FROM_CLIENTS = {
     packet.CONNECT,
     packet.DISCONNECT,

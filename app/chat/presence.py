@@ -11,7 +11,7 @@ import time
 
 from flask import current_app
 
-from app.broadcast import broadcaster
+from app.realtime.broadcaster import broadcaster
 
 # A presence event names at most this many members (it always counts all).
 LISTED_MEMBERS = 100

@@ -2,8 +2,8 @@
 
 from flask import Blueprint, current_app, render_template, request, send_from_directory
 
-from app import chat, rules
-from app.errors import ChatError
+from app.chat import channels, rules
+from app.chat.errors import ChatError
 
 bp = Blueprint("pages", __name__)
 
@@ -11,7 +11,7 @@ bp = Blueprint("pages", __name__)
 @bp.get("/")
 def index():
     """The channel picker, with the channels that have messages."""
-    return render_template("index.html", channels=chat.active_channels().channels)
+    return render_template("index.html", channels=channels.active_channels().channels)
 
 
 @bp.get("/chat")
@@ -24,7 +24,7 @@ def channel_page():
             error.message = "Channel not specified"
         return (
             render_template(
-                "index.html", channels=chat.active_channels().channels, error=error
+                "index.html", channels=channels.active_channels().channels, error=error
             ),
             400,
         )

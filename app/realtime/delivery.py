@@ -34,9 +34,9 @@ from redis.retry import Retry
 from socketio import Manager, RedisManager
 from socketio.packet import EVENT
 
-from app.broadcast import channel_of, queue_notice
-from app.errors import ChatError
-from app.transport import text_frame, websocket_of
+from app.realtime.broadcaster import channel_of, queue_notice
+from app.chat.errors import ChatError
+from app.wire.websocket import text_frame, websocket_of
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class OrderedMessages:
         self.rooms_of = {}
         # room -> highest seq delivered to this process's settled members.
         self.cursors = {}
-        # Where missed messages are read from (app.archive.Archive).
+        # Where missed messages are read from (app.realtime.archive.Archive).
         self.archive = None
         self.repair_interval = repair_interval
         self._due = set()  # rooms to repair as soon as possible

@@ -6,7 +6,7 @@ ping task, which sleeps out each ping interval. Idle, each holds its saved
 stack, and together they were half of what an open connection cost.
 
 A ChatSocket has only the request's greenlet. Once it is on a WebSocket, a
-packet sent to it goes straight onto its CoalescingWebSocket (app.transport),
+packet sent to it goes straight onto its CoalescingWebSocket (app.wire.websocket),
 which queues the frame and writes it when the sender yields; and one task
 per server sends every socket its PING when due, and closes a socket that
 has not answered within the ping timeout. Long-polling clients, and
@@ -123,7 +123,7 @@ class ChatSocket(Socket):
 
         while True:
             try:
-                data = ws.wait()  # app.transport refuses messages over the limit
+                data = ws.wait()  # app.wire.websocket refuses messages over the limit
             except Exception as error:
                 if not self.closed:
                     self.server.logger.info(

@@ -4,9 +4,9 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from app import chat
-from app.broadcast import QueueBroadcaster
-from app.errors import ChatError
+from app.chat import messages
+from app.realtime.broadcaster import QueueBroadcaster
+from app.chat.errors import ChatError
 
 chat_cli = AppGroup("chat", help="Post to the chat from the command line.")
 
@@ -28,7 +28,7 @@ def post(channel, message, author):
             link, current_app.config["REDIS_CHANNEL"]
         )
     try:
-        stored = chat.post_message(channel, message, author)
+        stored = messages.post_message(channel, message, author)
     except ChatError as error:
         raise click.ClickException(f"{error.code}: {error.message}") from None
     click.echo(f"posted #{stored['seq']} to {stored['channel']}")

@@ -2,9 +2,9 @@
 
 from flask import Blueprint, jsonify, request
 
-from app import chat, rates, rules
-from app.errors import ChatError
-from app.security import require_same_origin
+from app.chat import channels, health, messages, rate_limits, rules
+from app.chat.errors import ChatError
+from app.web.security import require_same_origin
 
 bp = Blueprint("api", __name__)
 
@@ -12,14 +12,16 @@ bp = Blueprint("api", __name__)
 @bp.get("/api/channels")
 def list_channels():
     """Channels with messages, most recently active first."""
-    page = chat.active_channels(_int_param("limit", "invalid_limit"), _before_param())
+    page = channels.active_channels(
+        _int_param("limit", "invalid_limit"), _before_param()
+    )
     return {"channels": page.channels, "next_before": page.next_before}
 
 
 @bp.get("/api/channels/<channel>/messages")
 def read_messages(channel):
     """A channel's retained messages, oldest first; `?since=SEQ` for newer ones."""
-    found = chat.known_history(channel, _since_param())
+    found = messages.known_history(channel, _since_param())
     return {
         "channel": found.channel,
         "last_seq": found.last_seq,
@@ -32,13 +34,13 @@ def read_messages(channel):
 def post_message(channel):
     """Post `{message, author?, client_id?}`: stored, pruned and broadcast like
     send_message; a retry of a client_id answers with the original message."""
-    body = request.get_json(silent=True)  # JSON: see app.security
+    body = request.get_json(silent=True)  # JSON: see app.web.security
     if body is None:
         raise ChatError("invalid_json", "request body must be JSON")
     fields = rules.fields(body)
     sender = _sender()
-    rates.check("send", sender)
-    stored = chat.post_message(
+    rate_limits.check("send", sender)
+    stored = messages.post_message(
         channel,
         fields.get("message"),
         fields.get("author"),
@@ -58,8 +60,8 @@ def websocket_handler():
         if values.get("message"):
             require_same_origin()  # refused cross-site: 403, nothing stored
             sender = _sender()
-            rates.check("send", sender)
-            chat.post_message(values["channel"], values["message"], sender=sender)
+            rate_limits.check("send", sender)
+            messages.post_message(values["channel"], values["message"], sender=sender)
         else:
             rules.channel_name(values["channel"])
     except ChatError as error:
@@ -71,14 +73,14 @@ def websocket_handler():
 def healthz():
     """200 while messages can be stored (Redis may be degraded), 503 when
     the database does not answer; the body says how each service answers."""
-    health = chat.health()
-    return jsonify(health), 503 if health["status"] == "unavailable" else 200
+    report = health.report()
+    return jsonify(report), 503 if report["status"] == "unavailable" else 200
 
 
 def _sender():
     """Who sent the request, for the rate limits: its address (the client's
     own behind a proxy, see PROXY_COUNT)."""
-    return rates.Sender(None, request.remote_addr)
+    return rate_limits.Sender(None, request.remote_addr)
 
 
 def _int_param(name, code):

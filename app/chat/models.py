@@ -56,6 +56,18 @@ class Message(db.Model):
     # The sender's own name for the message, which it sends again on a retry.
     client_id: Mapped[str | None] = mapped_column(String(64))
 
+    def event(self):
+        """This message as members receive it."""
+        return message_event(
+            self.id,
+            self.seq,
+            self.channel,
+            self.body,
+            self.author,
+            self.client_id,
+            self.created_at,
+        )
+
 
 class Receipt(db.Model):
     """What a client's send stored, found again when the client retries it.
@@ -82,3 +94,27 @@ class Receipt(db.Model):
     )
     seq: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+def message_event(message_id, seq, channel, body, author, client_id, created_at):
+    """A message as the `message` event and the HTTP API carry it."""
+    return {
+        "id": message_id,
+        "seq": seq,
+        "channel": channel,
+        "message": body,
+        "author": author,
+        "created_at": timestamp(created_at),
+        "client_id": client_id,
+    }
+
+
+def timestamp(moment):
+    """ISO 8601 in UTC with milliseconds, as browsers write it."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite hands back naive UTC datetimes
+        moment = moment.replace(tzinfo=UTC)
+    return (
+        moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )

@@ -22,7 +22,7 @@ from flask import current_app
 from limits import parse_many, storage, strategies
 from limits.storage import MovingWindowSupport, Storage
 
-from app.errors import ChatError
+from app.chat.errors import ChatError
 
 # What each action is called in a refusal.
 _NOUNS = {

@@ -3,7 +3,7 @@
 Services hand each committed message to the app's broadcaster and know
 nothing else of sockets; tests swap in a fake with the same methods. The
 socket handlers use it to replay a joiner's history in order with live
-messages (see app.delivery).
+messages (see app.realtime.delivery).
 """
 
 import json

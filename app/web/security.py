@@ -10,7 +10,7 @@ sessions, so there is no token to check. Clients that are not browsers
 
 from flask import current_app, request
 
-from app.errors import ChatError
+from app.chat.errors import ChatError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Sec-Fetch-Site of a request made by a page of this origin, or by the person

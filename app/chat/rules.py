@@ -9,7 +9,7 @@ import random
 import re
 import unicodedata
 
-from app.errors import ChatError
+from app.chat.errors import ChatError
 
 CHANNEL_MAX_LENGTH = 64
 NAME_MAX_LENGTH = 32

@@ -9,9 +9,9 @@ from functools import wraps
 
 from flask_socketio import ConnectionRefusedError, Namespace
 
-from app import chat, presence, rates, rules
-from app.broadcast import broadcaster, room_of
-from app.errors import ChatError
+from app.chat import messages, presence, rate_limits, rules
+from app.realtime.broadcaster import broadcaster, room_of
+from app.chat.errors import ChatError
 
 
 def answered(handler):
@@ -82,7 +82,7 @@ class ChatNamespace(Namespace):
         first, as `message` events, and then the ack; the room gets the new
         `presence`. A `name` here replaces the one given at connect.
         """
-        rates.check("join", self._sender(sid))
+        rate_limits.check("join", self._sender(sid))
         fields = rules.fields(payload)
         channel = rules.channel_name(fields.get("channel"))
         since = rules.since_seq(fields.get("since"))
@@ -96,7 +96,7 @@ class ChatNamespace(Namespace):
         members = broadcaster()
         members.hold(sid, channel)
         try:
-            found = chat.history(channel, since)
+            found = messages.history(channel, since)
             members.replay(sid, channel, found.messages, found.last_seq)
         except BaseException:
             # Never leave a member held, receiving nothing, in the room.
@@ -122,10 +122,10 @@ class ChatNamespace(Namespace):
         retry is acked with the ones its first send stored.
         """
         sender = self._sender(sid)
-        rates.check("send", sender)
+        rate_limits.check("send", sender)
         fields = rules.fields(payload)
         channel = self._joined(sid, fields.get("channel"))
-        stored = chat.post_message(
+        stored = messages.post_message(
             channel,
             fields.get("message"),
             presence.name_of(sid),
@@ -141,7 +141,7 @@ class ChatNamespace(Namespace):
         The other members get `typing {channel, author}`, at most once per
         CHAT_TYPING_INTERVAL per member; notices in between are dropped.
         """
-        rates.check("typing", self._sender(sid))
+        rate_limits.check("typing", self._sender(sid))
         channel = self._joined(sid, rules.fields(payload).get("channel"))
         if presence.may_type(channel, sid):
             presence.typing(channel, sid, presence.name_of(sid))
@@ -157,14 +157,14 @@ class ChatNamespace(Namespace):
 
     @answered
     def on_malformed(self, sid, payload=None):
-        """Stands for any packet that could not be decoded (see app.packets)."""
+        """Stands for any packet that could not be decoded (see app.wire.packets)."""
         raise ChatError("invalid_payload", "packet is not a valid Socket.IO event")
 
     def _sender(self, sid):
         """Who sent an event, for the rate limits: the connection and its
         address (the client's own behind a proxy, see PROXY_COUNT)."""
         environ = self.server.get_environ(sid, self.namespace) or {}
-        return rates.Sender(sid, environ.get("REMOTE_ADDR"))
+        return rate_limits.Sender(sid, environ.get("REMOTE_ADDR"))
 
     def _may_enter(self, sid, channel):
         """Refuse a join that would put a connection in too many channels."""

@@ -1,11 +1,11 @@
 """What delivery reads when Redis did not bring a message: the database.
 
-The chat's managers (app.delivery) deliver by room; the archive reads the
+The chat's managers (app.realtime.delivery) deliver by room; the archive reads the
 stored messages of the room's channel through the chat service.
 """
 
-from app import chat
-from app.broadcast import channel_of, room_of
+from app.chat import messages
+from app.realtime.broadcaster import channel_of, room_of
 
 # Channels whose last_seq one query asks for at most.
 CHANNELS_AT_ONCE = 500
@@ -24,7 +24,9 @@ class Archive:
         """The retained messages of a room's channel with seq > `seq`,
         oldest first; raises ChatError when the database cannot be read."""
         with self.app.app_context():
-            return chat.history(channel_of(room), seq, limit=self.READ_AT_ONCE).messages
+            return messages.history(
+                channel_of(room), seq, limit=self.READ_AT_ONCE
+            ).messages
 
     def newest(self, rooms):
         """`{room: last_seq}` of the rooms whose channel exists."""
@@ -33,5 +35,5 @@ class Archive:
         with self.app.app_context():
             for start in range(0, len(channels), CHANNELS_AT_ONCE):
                 batch = channels[start : start + CHANNELS_AT_ONCE]
-                newest.update(chat.newest_seqs(batch))
+                newest.update(messages.newest_seqs(batch))
         return {room_of(channel): seq for channel, seq in newest.items()}

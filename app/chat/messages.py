@@ -1,0 +1,133 @@
+"""The message service: post a message to a channel, read its history.
+
+Functions take plain values (as they arrived from a socket or a request),
+return plain values, and raise ChatError. Each write is one transaction
+(app.chat.storage), and the broadcast happens only after it commits.
+"""
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select
+
+from app.chat import rate_limits, rules
+from app.chat.errors import ChatError
+from app.chat.models import Channel, Message
+from app.chat.storage import Draft, unit_of_work
+from app.extensions import db
+
+
+@dataclass(frozen=True)
+class History:
+    """What a joiner is sent: retained messages after `since`, oldest first."""
+
+    channel: str
+    messages: list
+    last_seq: int
+    recovered: bool
+
+
+def post_message(channel, message, author=None, client_id=None, sender=None):
+    """Store a message, prune its channel to the newest N, then broadcast it.
+
+    Returns the message as every member receives it, once it is committed.
+    A retry of a `client_id` already stored in the channel stores nothing and
+    returns the original message (its text as retried, if it was pruned).
+    A message that opens a new channel counts against the `sender`'s
+    new-channel limit. Messages posted at the same moment share a
+    transaction (app.chat.group_commit).
+    """
+    draft = Draft(
+        rules.channel_name(channel),
+        rules.message_text(message, current_app.config["CHAT_MAX_MESSAGE_LENGTH"]),
+        rules.display_name(author),
+        rules.client_id(client_id),
+    )
+    if sender is not None:
+        _count_if_new(draft.channel, sender)
+    # PostgreSQL writes channels side by side, so one slow channel must not
+    # hold up the others; SQLite writes one transaction at a time, blocking
+    # the process meanwhile, so there every channel shares each batch.
+    batch = draft.channel if db.engine.dialect.name == "postgresql" else None
+    return current_app.extensions["chat_writer"].submit(batch, draft)
+
+
+def _count_if_new(channel, sender):
+    """Count a new channel against the sender's limit before it is opened.
+
+    Channels known to exist are remembered, so a message to one costs no
+    query; only the first message to a channel this process has not seen
+    looks it up.
+    """
+    known = current_app.extensions["chat_known_channels"]
+    if channel in known:
+        return
+    with unit_of_work() as session:
+        exists = session.scalar(select(Channel.id).where(Channel.name == channel))
+    if exists is None:
+        rate_limits.check("new_channel", sender)
+    else:
+        known.add(channel)
+
+
+class KnownChannels:
+    """The names of channels known to exist, up to `size` of them."""
+
+    def __init__(self, size=100_000):
+        self.size = size
+        self.names = set()
+
+    def __contains__(self, name):
+        return name in self.names
+
+    def add(self, name):
+        if len(self.names) >= self.size:
+            self.names.clear()  # forgetting costs one lookup per channel
+        self.names.add(name)
+
+
+def history(channel, since=None, limit=None):
+    """The retained messages of a channel with seq > since, oldest first
+    (the oldest `limit` of them, if given).
+
+    ``recovered`` is false when messages after `since` were already pruned
+    (or `since` is ahead of the channel): the client should reload.
+    """
+    channel = rules.channel_name(channel)
+    since = rules.since_seq(since)
+    with unit_of_work() as session:
+        last_seq = session.scalar(
+            select(Channel.last_seq).where(Channel.name == channel)
+        )
+        rows = session.execute(
+            select(Message)
+            .where(Message.channel == channel, Message.seq > (since or 0))
+            .order_by(Message.seq)
+            .limit(limit)
+        ).scalars()
+        messages = [row.event() for row in rows]
+    # The messages may be newer than the counter read just before them.
+    last_seq = max([last_seq or 0] + [message["seq"] for message in messages[-1:]])
+    recovered = since is None or (
+        since <= last_seq and (not messages or messages[0]["seq"] == since + 1)
+    )
+    return History(channel, messages, last_seq, recovered)
+
+
+def known_history(channel, since=None):
+    """Like history(), but a channel nobody ever posted to is ``unknown_channel``."""
+    found = history(channel, since)
+    if found.last_seq == 0:
+        raise ChatError(
+            "unknown_channel", f"no channel named {found.channel!r}", status=404
+        )
+    return found
+
+
+def newest_seqs(channels):
+    """`{channel: last_seq}` of the given channels that exist, in one query."""
+    with unit_of_work() as session:
+        rows = session.execute(
+            select(Channel.name, Channel.last_seq).where(Channel.name.in_(channels))
+        ).all()
+    return dict(rows)

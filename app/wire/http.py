@@ -1,0 +1,196 @@
+"""The HTTP connections under the app: what one client may hold.
+
+ChatHandler serves each HTTP connection (for gunicorn's worker and for
+`python wsgi.py` alike) and bounds what a client may hold before any of the
+app's code runs: time to send a request, time idle between requests, the
+size of a body, and connections per address.
+"""
+
+import io
+import logging
+from collections import Counter
+from http.client import HTTPException
+
+import gevent
+from gevent.pywsgi import WSGIServer
+from geventwebsocket.handler import WebSocketHandler
+
+log = logging.getLogger(__name__)
+
+
+# Each connection reads through a buffer of this size for as long as it is
+# open: pywsgi's default of 8 KB cost 3 KB of memory per idle WebSocket
+# more than this, while requests and chat frames are a few hundred bytes.
+READ_BUFFER = 1024
+_TOO_LARGE = (
+    b"HTTP/1.1 413 Content Too Large\r\n"
+    b"Connection: close\r\nContent-Length: 0\r\n\r\n"
+)
+_UNAVAILABLE = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"Connection: close\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+class ChatHandler(WebSocketHandler):
+    """gevent-websocket's handler, bounding what one client may hold.
+
+    pywsgi reads a request's line, headers and body with no time limit, and
+    after the app has answered it reads (to discard) whatever body the
+    client announced, however large. Here:
+
+    * a request's line, headers and body must arrive within
+      `request_timeout` seconds of the connection opening, or of the next
+      request's first byte on a kept-alive connection, which may wait idle
+      `keepalive_timeout` seconds for it; otherwise the connection closes;
+    * a body announced (Content-Length) as longer than `max_body` is
+      answered 413 and the connection closed, without reading any of it; a
+      chunked body is read up to the limit and refused the same way. A body
+      within the limit is read whole before the app is called, which then
+      reads it from memory and never waits for the client;
+    * an address holding `max_per_address` connections (0: no limit) has
+      more refused with 503 and closed at once.
+
+    Once the app is called nothing here limits the connection: a long-poll
+    waits for packets, and a WebSocket lives until Engine.IO's ping timeout
+    or the client ends it. `configured()` makes the class that a server uses.
+    """
+
+    request_timeout = 10.0
+    keepalive_timeout = 5.0
+    max_body = 64 * 1024
+    max_per_address = 0
+    open_per_address = Counter()  # of the configured class, see configured()
+
+    @classmethod
+    def configured(cls, config):
+        """A handler class with the limits of the app's `config`, counting
+        the connections of its own server."""
+        return type(
+            cls.__name__,
+            (cls,),
+            {
+                "request_timeout": config["REQUEST_TIMEOUT"],
+                "keepalive_timeout": config["KEEPALIVE_TIMEOUT"],
+                "max_body": config["MAX_CONTENT_LENGTH"],
+                "max_per_address": config["MAX_CONNECTIONS_PER_ADDRESS"],
+                "open_per_address": Counter(),
+            },
+        )
+
+    def __init__(self, sock, address, server):
+        super().__init__(sock, address, server, rfile=sock.makefile("rb", READ_BUFFER))
+        self._deadline = None
+        self._kept_alive = False
+
+    def handle(self):
+        """Serve the connection's requests, unless its address holds too
+        many connections already."""
+        address = self.client_address
+        address = address[0] if isinstance(address, tuple) else address
+        held = self.open_per_address
+        if self.max_per_address and held[address] >= self.max_per_address:
+            self._refuse(address)
+            return
+        held[address] += 1
+        try:
+            super().handle()
+        finally:
+            held[address] -= 1
+            if not held[address]:
+                del held[address]
+
+    def _refuse(self, address):
+        log.info(
+            "refused a connection from %s: it holds %d already"
+            " (MAX_CONNECTIONS_PER_ADDRESS)",
+            address,
+            self.max_per_address,
+        )
+        with gevent.Timeout(1, False):  # never wait on a client that reads nothing
+            try:
+                self.socket.sendall(_UNAVAILABLE)
+            except OSError:
+                pass
+        self.rfile.close()
+        self.socket.close()
+
+    def handle_one_request(self):
+        """Read one request within the time limits and answer it; None
+        closes the connection."""
+        if self._kept_alive and not self._next_request_began():
+            return None
+        self._kept_alive = True
+        self._deadline = gevent.Timeout.start_new(self.request_timeout)
+        try:
+            return super().handle_one_request()
+        except gevent.Timeout as timeout:
+            if timeout is not self._deadline:
+                raise
+            return None  # too slow to send its request: close quietly
+        except _Unserved as unserved:
+            return unserved.answer
+        finally:
+            self._deadline.close()
+
+    def _next_request_began(self):
+        """Wait up to keepalive_timeout for a kept-alive connection's next
+        request to begin."""
+        if self.rfile.closed:
+            return False
+        with gevent.Timeout(self.keepalive_timeout, False):
+            try:
+                return bool(self.rfile.peek(1))
+            except OSError:
+                return False
+        return False
+
+    def read_request(self, raw_requestline):
+        """Parse the headers; too many of them is a client's error too."""
+        try:
+            return super().read_request(raw_requestline)
+        except HTTPException as error:  # pywsgi would print its traceback
+            raise ValueError(f"invalid headers: {error}") from None
+
+    def get_environ(self):
+        """The request's environ, with its body read whole within the limits
+        (under the request's deadline, which ends here)."""
+        environ = super().get_environ()
+        body = self.wsgi_input
+        if environ["wsgi.input"] is body and (
+            self.content_length or body.chunked_input
+        ):
+            data = self._read_body()
+            environ["wsgi.input"] = io.BytesIO(data)
+            environ["CONTENT_LENGTH"] = str(len(data))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)  # read already
+        self._deadline.close()
+        return environ
+
+    def _read_body(self):
+        if (self.content_length or 0) > self.max_body:
+            raise _Unserved(("413", _TOO_LARGE))  # before a byte of it is read
+        try:
+            data = self.wsgi_input.read(self.max_body + 1)
+        except OSError:  # the client left, or broke the chunked encoding
+            raise _Unserved(None) from None
+        if len(data) > self.max_body:
+            raise _Unserved(("413", _TOO_LARGE))
+        return data
+
+
+class _Unserved(Exception):
+    """A request that gets this answer, as handle_one_request returns it:
+    (status, the whole response) or None to close without one."""
+
+    def __init__(self, answer):
+        super().__init__(answer)
+        self.answer = answer
+
+
+def serve(app, host, port):
+    """Serve `app` on host:port as `make run` does: gevent's WSGI server,
+    each connection served by ChatHandler with the app's limits (gunicorn's
+    worker, in gunicorn.conf.py, uses the same handler)."""
+    handler = ChatHandler.configured(app.config)
+    WSGIServer((host, port), app, handler_class=handler, log=None).serve_forever()
