@@ -1,21 +1,45 @@
 # Two commands take a fresh clone anywhere: `make run` and `make test`.
+# Each installs only what it needs: `make run` what serving needs, `make
+# test` and `make bench` their own tools besides.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --quiet -c constraints.txt
+NPM_CI := npm ci --no-audit --no-fund
 export FLASK_APP := app
 
-.PHONY: install test-packages migrate run serve bench test lint format clean
+.PHONY: install install-test install-bench test-packages migrate run serve bench test lint format clean
 
-install: $(VENV)/.installed node_modules/.installed benchmarks/node_modules/.installed
+install: $(VENV)/.run node_modules/.run  ## what serving needs
+install-test: $(VENV)/.test node_modules/.test
+install-bench: $(VENV)/.bench benchmarks/node_modules/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
+$(VENV)/.run: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PIP) -e .
 	touch $@
 
-node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund
+$(VENV)/.test: $(VENV)/.run
+	$(PIP) -e '.[test]'
+	touch $@
+
+$(VENV)/.bench: $(VENV)/.run
+	$(PIP) -e '.[bench]'
+	touch $@
+
+# The browser's socket.io client only; `npm ci` starts from an empty
+# node_modules, so installing for serving drops the test tools' stamp too.
+node_modules/.run: package.json package-lock.json
+	$(NPM_CI) --omit=dev
+	touch $@
+
+node_modules/.test: package.json package-lock.json
+	$(NPM_CI)
+	touch node_modules/.run $@
+
+benchmarks/node_modules/.installed: benchmarks/package.json benchmarks/package-lock.json
+	cd benchmarks && $(NPM_CI)
 	touch $@
 
 # Tests drive Debian's Chromium (with fonts for Korean and emoji) and nginx;
@@ -32,10 +56,6 @@ test-packages:
 		echo "Install Debian's $(TEST_PACKAGES) for the browser and nginx tests"; \
 	fi
 
-benchmarks/node_modules/.installed: benchmarks/package.json benchmarks/package-lock.json
-	cd benchmarks && npm ci --no-audit --no-fund
-	touch $@
-
 migrate: install  ## bring the database schema up to date
 	$(BIN)/flask db upgrade
 
@@ -46,18 +66,18 @@ serve: export CHAT_ENV = production
 serve: migrate  ## production server: gunicorn + gevent-websocket, one process
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-bench: install  ## benchmarks against the Node socket.io yardstick
+bench: install install-bench  ## benchmarks against the Node socket.io yardstick
 	$(BIN)/python benchmarks/run.py --rounds 3
 
-lint: install  ## formatter and linter
+lint: install-test  ## formatter and linters
 	$(BIN)/black --check --quiet .
 	$(BIN)/flake8
 
-format: install
+format: install-test
 	$(BIN)/black .
 
-test: install lint test-packages  ## every test
-	$(BIN)/pytest
+test: install install-test install-bench lint test-packages  ## every test, with coverage of app/
+	$(BIN)/pytest --cov --cov-report=term
 
 clean:
 	rm -rf $(VENV) node_modules benchmarks/node_modules benchmarks/.peer instance .pytest_cache
