@@ -59,7 +59,8 @@ socketio.start_background_task(keep_house)
 
 if __name__ == "__main__":
     print(
-        f"Channel Chat on http://{app.config['HOST']}:{app.config['PORT']}/",
+        "Channel Chat: open "
+        f"http://{app.config['HOST']}:{app.config['PORT']}/chat?channel=lobby",
         flush=True,
     )
     from app.wire.http import serve

@@ -191,6 +191,7 @@ class _Unserved(Exception):
 def serve(app, host, port):
     """Serve `app` on host:port as `make run` does: gevent's WSGI server,
     each connection served by ChatHandler with the app's limits (gunicorn's
-    worker, in gunicorn.conf.py, uses the same handler)."""
+    worker, in gunicorn.conf.py, uses the same handler), and one line per
+    request on standard error."""
     handler = ChatHandler.configured(app.config)
-    WSGIServer((host, port), app, handler_class=handler, log=None).serve_forever()
+    WSGIServer((host, port), app, handler_class=handler).serve_forever()
