@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 import redis
-from servers import ServerProcess, Tab
+from servers import ServerProcess, Tab, ThreadServer
 
 from app import create_app
 from app.extensions import db, socketio
@@ -147,6 +147,30 @@ def start_server(tmp_path):
         server.migrate()
         started.append(server)
         return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def start_thread_server(tmp_path):
+    """Start chat servers on gevent in threads of this process (see
+    ThreadServer), each on a database of its own; all stop after the test.
+
+    `start_thread_server(**settings)` changes settings of TestingConfig.
+    """
+    started = []
+
+    def start(**overrides):
+        database = tmp_path / f"thread-{len(started)}.db"
+        config = settings(
+            SOCKETIO_ASYNC_MODE="gevent",
+            SQLALCHEMY_DATABASE_URI=f"sqlite:///{database}",
+            **overrides,
+        )
+        started.append(ThreadServer(config))
+        return started[-1].start()
 
     yield start
     for server in started:

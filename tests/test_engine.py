@@ -1,4 +1,4 @@
-"""Engine.IO connections of the real server: pings, timeouts and upgrades."""
+"""Engine.IO connections of the chat on gevent: pings, timeouts and upgrades."""
 
 import json
 import time
@@ -8,13 +8,11 @@ import pytest
 import requests
 import websocket
 
-pytestmark = pytest.mark.server
-
 
 @pytest.fixture
-def server(start_server):
+def server(start_thread_server):
     # A ping every second, and a second to answer it.
-    return start_server(production=True, PING_INTERVAL="1", PING_TIMEOUT="1")
+    return start_thread_server(PING_INTERVAL=1, PING_TIMEOUT=1)
 
 
 def engineio_socket(server):

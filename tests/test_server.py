@@ -1,4 +1,6 @@
-"""The real server process, over real WebSockets with python-socketio's client."""
+"""The chat served on gevent as `python wsgi.py` serves it, over real
+WebSockets and long-polling: python-socketio's client, and raw Engine.IO
+frames for what no well-behaved client sends."""
 
 import json
 
@@ -7,12 +9,10 @@ import socketio
 import requests
 import websocket
 
-pytestmark = pytest.mark.server
-
 
 @pytest.fixture
-def server(start_server):
-    return start_server()
+def server(start_thread_server):
+    return start_thread_server()
 
 
 def test_two_tabs_chat_over_websocket(server, open_tab):
