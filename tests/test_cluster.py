@@ -5,6 +5,7 @@ import threading
 import psycopg
 import pytest
 import requests
+import socketio
 
 pytestmark = pytest.mark.server
 
@@ -200,6 +201,29 @@ def test_presence_spans_processes_and_forgets_a_crashed_one(
 
     alone = ann.wait_event("presence", lambda event: event["members"] == ["ann"])
     assert alone == {"channel": "lobby", "count": 1, "members": ["ann"]}
+
+
+def test_presence_counts_people_across_processes(cluster):
+    first, second = cluster(2)
+    tabs = [
+        (first.url, {"name": "ann", "person": "browser-of-ann"}),
+        (second.url, {"name": "ann", "person": "browser-of-ann"}),
+        (first.url, {"name": "Sam", "person": "browser-of-one-sam"}),
+        (second.url, {"name": "Sam", "person": "browser-of-another-sam"}),
+    ]
+    clients = []
+    try:
+        for url, auth in tabs:
+            clients.append(socketio.Client(reconnection=False))
+            clients[-1].connect(
+                url, transports=["websocket"], auth=auth, wait_timeout=10
+            )
+            ack = clients[-1].call("join", {"channel": "lobby"}, timeout=10)
+    finally:
+        for client in clients:
+            client.disconnect()
+
+    assert (ack["count"], ack["members"]) == (3, ["Sam", "Sam", "ann"])
 
 
 def test_typing_crosses_processes(cluster, open_tab):

@@ -89,12 +89,52 @@ def test_disconnect_tells_the_room(connect):
 
 
 def test_presence_counts_people_not_tabs(connect):
-    first_tab, second_tab = connect(auth={"name": "ann"}), connect(auth={"name": "ann"})
+    ann = {"name": "ann", "person": "browser-of-ann"}
+    first_tab, second_tab = connect(auth=ann), connect(auth=ann)
     first_tab.join("lobby")
 
     ack = second_tab.join("lobby")
 
     assert (ack["count"], ack["members"]) == (1, ["ann"])
+
+
+def test_presence_counts_people_not_names(connect):
+    one_sam = connect(auth={"name": "Sam", "person": "first-browser"})
+    other_sam = connect(auth={"name": "Sam", "person": "second-browser"})
+    one_sam.join("lobby")
+
+    ack = other_sam.join("lobby")
+
+    assert (ack["count"], ack["members"]) == (2, ["Sam", "Sam"])
+
+
+def test_a_connection_without_a_person_counts_as_one(connect):
+    connect(auth={"name": "Sam"}).join("lobby")
+
+    ack = connect(auth={"name": "Sam"}).join("lobby")
+
+    assert (ack["count"], ack["members"]) == (2, ["Sam", "Sam"])
+
+
+def test_a_person_stays_one_when_a_tab_leaves(connect):
+    ann = {"name": "ann", "person": "browser-of-ann"}
+    first_tab, second_tab = connect(auth=ann), connect(auth=ann)
+    first_tab.join("lobby")
+    second_tab.join("lobby")
+    first_tab.drain()
+
+    second_tab.client.disconnect()
+
+    assert first_tab.received("presence") == [
+        {"channel": "lobby", "count": 1, "members": ["ann"]}
+    ]
+
+
+@pytest.mark.parametrize("person", ["", "x" * 65, 42, "a b", "한국", "a\x00"])
+def test_invalid_person_at_connect_refuses_the_connection(connect, person):
+    member = connect(auth={"name": "ann", "person": person})
+
+    assert not member.client.is_connected()
 
 
 def test_presence_of_one_channel_stays_in_it(connect):
@@ -147,6 +187,18 @@ def test_typing_is_throttled(connect):
         ann.emit("typing", {"channel": "lobby"})
 
     assert len(bob.received("typing")) == 1
+
+
+def test_typing_right_after_a_message_is_news(connect):
+    ann, bob = connect(auth={"name": "ann"}), connect(auth={"name": "bob"})
+    ann.join("lobby")
+    bob.join("lobby")
+    ann.emit("typing", {"channel": "lobby"})
+
+    ann.send("lobby", "hi")
+    ann.emit("typing", {"channel": "lobby"})
+
+    assert len(bob.received("typing")) == 2
 
 
 @pytest.mark.parametrize("app_settings", [{"CHAT_TYPING_INTERVAL": 0}])

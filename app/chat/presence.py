@@ -1,12 +1,16 @@
 """Who is in each channel, and who is typing: the chat's presence service.
 
-A member is one connection (a Socket.IO sid) with a display name. Presence of
-a channel is the sorted list of its members' distinct names and their number.
+A member is one connection (a Socket.IO sid) with a display name and a
+person: the key its browser keeps for whoever uses it (all tabs of one browser
+share it), or the connection itself when it gave none. Presence of a channel
+counts people, not names or tabs: two people both called Sam count two, two
+tabs of one person count one. It lists one name per person, sorted.
 Without Redis it lives in this process; with REDIS_URL it lives in Redis,
 where every process refreshes its own members' entries and removes those
 whose process stopped refreshing them (a crashed process's members expire).
 """
 
+import json
 import time
 
 from flask import current_app
@@ -17,9 +21,13 @@ from app.realtime.broadcaster import broadcaster
 LISTED_MEMBERS = 100
 
 
-def connect(member, name):
-    """A connection opened with this display name (or changed its name)."""
-    _store().connections[member] = name
+def connect(member, name, person=None):
+    """A connection opened with this display name and person key (or changed
+    its name, keeping its person). Without a key it is a person of its own."""
+    store = _store()
+    store.connections[member] = name
+    if person is not None or member not in store.persons:
+        store.persons[member] = person or member
 
 
 def name_of(member):
@@ -32,11 +40,13 @@ def disconnect(member):
     for channel in _store().channels_of(member):
         leave(channel, member)
     _store().connections.pop(member, None)
+    _store().persons.pop(member, None)
 
 
 def enter(channel, member):
     """A member joined a channel: record it, tell the room; return presence."""
-    _store().enter(channel, member, name_of(member))
+    store = _store()
+    store.enter(channel, member, (store.persons[member], name_of(member)))
     return _announce(channel)
 
 
@@ -56,6 +66,12 @@ def may_type(channel, member):
     """Whether a member's typing notice passes the throttle, counting it if so."""
     interval = current_app.config["CHAT_TYPING_INTERVAL"]
     return _store().pace(("typing", channel, member), interval)
+
+
+def sent(channel, member):
+    """A member's message went out: whatever they type next is news, so
+    their next typing notice passes the throttle at once."""
+    _store().unpace(("typing", channel, member))
 
 
 def typing(channel, member, author):
@@ -88,18 +104,29 @@ def _store():
     return current_app.extensions["chat_presence"]
 
 
+def one_name_per_person(entries):
+    """Sorted names, one per person, from (person, name) pairs; a person
+    whose tabs go by several names is listed by the first in sort order."""
+    names = {}
+    for person, name in entries:
+        if person not in names or name < names[person]:
+            names[person] = name
+    return sorted(names.values())
+
+
 class LocalPresence:
     """Presence kept in this process: for one process without Redis."""
 
     def __init__(self):
         self.connections = {}  # member -> display name
-        self.members = {}  # channel -> {member: name}
+        self.persons = {}  # member -> person key (itself without one)
+        self.members = {}  # channel -> {member: (person, name)}
         self.joined = {}  # member -> set of channels
         self.last = {}  # pacing key -> monotonic time of the last one let through
         self.held = set()  # channels whose announcement waits for refresh()
 
-    def enter(self, channel, member, name):
-        self.members.setdefault(channel, {})[member] = name
+    def enter(self, channel, member, entry):
+        self.members.setdefault(channel, {})[member] = entry
         self.joined.setdefault(member, set()).add(channel)
 
     def leave(self, channel, member):
@@ -118,7 +145,7 @@ class LocalPresence:
         return sorted(self.joined.get(member, ()))
 
     def names(self, channel):
-        return sorted(set(self.members.get(channel, {}).values()))
+        return one_name_per_person(self.members.get(channel, {}).values())
 
     def pace(self, key, interval, hold=None):
         """True at most once per `interval` seconds for `key`; when refused,
@@ -130,6 +157,10 @@ class LocalPresence:
         if hold is not None:
             self.held.add(hold)
         return False
+
+    def unpace(self, key):
+        """Let the next one for `key` through at once."""
+        self.last.pop(key, None)
 
     def take_held(self):
         held, self.held = self.held, set()
@@ -147,8 +178,8 @@ class RedisPresence(LocalPresence):
     """Presence shared by every process through Redis.
 
     Per channel, a sorted set scores each member (sid) with the time its
-    entry expires, and a hash maps it to its name. Each process re-writes its
-    own members' entries on refresh(); entries nobody re-writes (their
+    entry expires, and a hash maps it to `[person, name]` in JSON. Each
+    process re-writes its own members' entries on refresh(); entries nobody re-writes (their
     process died) expire after `ttl` seconds and are removed by whichever
     process notices. While Redis is down a process knows only its own
     members; the refreshes after it comes back (empty, perhaps) rebuild the
@@ -166,10 +197,10 @@ class RedisPresence(LocalPresence):
     def _keys(self, channel):
         return f"{self.prefix}:presence:{channel}", f"{self.prefix}:names:{channel}"
 
-    def enter(self, channel, member, name):
-        super().enter(channel, member, name)
+    def enter(self, channel, member, entry):
+        super().enter(channel, member, entry)
         self.link.run(
-            "presence", lambda client: self._write(client, channel, {member: name})
+            "presence", lambda client: self._write(client, channel, {member: entry})
         )
 
     def leave(self, channel, member):
@@ -194,7 +225,10 @@ class RedisPresence(LocalPresence):
         alive = client.zrangebyscore(expiring, time.time(), "+inf")
         if not alive:
             return []
-        return sorted({name.decode() for name in client.hmget(names, alive) if name})
+        entries = client.hmget(names, alive)
+        return one_name_per_person(
+            _entry(member, value) for member, value in zip(alive, entries) if value
+        )
 
     def _write(self, client, channel, members):
         """Score and name members of a channel."""
@@ -202,7 +236,12 @@ class RedisPresence(LocalPresence):
         expires = time.time() + self.ttl
         with client.pipeline() as pipe:
             pipe.zadd(expiring, {member: expires for member in members})
-            pipe.hset(names, mapping=members)
+            pipe.hset(
+                names,
+                mapping={
+                    member: json.dumps(entry) for member, entry in members.items()
+                },
+            )
             pipe.execute()
 
     def _rewrite(self, client, channel):
@@ -240,3 +279,13 @@ class RedisPresence(LocalPresence):
 
     def _after_outage(self):
         self._announce_all = True
+
+
+def _entry(member, value):
+    """A (person, name) pair as stored in Redis; a bare name (as stored before
+    persons were counted) is a person of its own."""
+    try:
+        person, name = json.loads(value)
+        return str(person), str(name)
+    except (ValueError, TypeError):
+        return member, value.decode(errors="replace")

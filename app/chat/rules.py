@@ -90,6 +90,29 @@ def display_name(value):
     return name
 
 
+PERSON_MAX_LENGTH = 64
+_PERSON = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def person_key(value):
+    """An optional person key: the random key a browser keeps for the person
+    using it, so that their tabs count once in presence; 1-64 ASCII letters,
+    digits, '-' or '_'."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or len(value) > PERSON_MAX_LENGTH
+        or not _PERSON.fullmatch(value)
+    ):
+        raise ChatError(
+            "invalid_person",
+            f"person must be 1 to {PERSON_MAX_LENGTH} ASCII letters, digits, "
+            "'-' or '_'",
+        )
+    return value
+
+
 _GUEST_ADJECTIVES = (
     "Amber Brave Calm Clever Eager Gentle Happy Jolly Kind Lucky Mellow Nimble "
     "Quiet Rapid Sunny Witty"

@@ -56,19 +56,21 @@ class ChatNamespace(Namespace):
         )
 
     def on_connect(self, sid, environ, auth=None):
-        """A page connects, optionally with `auth: {name}`, its display name.
+        """A page connects, optionally with `auth: {name, person}`: its
+        display name, and the key its browser keeps for the person using it
+        (so that their tabs count once in presence).
 
-        Without a name it gets a readable guest name. An invalid name refuses
-        the connection: the client's `connect_error` has the reason as its
-        `message` and `{code, message}` as its `data`.
+        Without a name it gets a readable guest name. An invalid name or
+        person refuses the connection: the client's `connect_error` has the
+        reason as its `message` and `{code, message}` as its `data`.
         """
+        auth = auth if isinstance(auth, dict) else {}
         try:
-            name = rules.display_name(
-                auth.get("name") if isinstance(auth, dict) else None
-            )
+            name = rules.display_name(auth.get("name"))
+            person = rules.person_key(auth.get("person"))
         except ChatError as error:
             raise ConnectionRefusedError(error.message, error.as_dict()) from None
-        presence.connect(sid, name or rules.guest_name())
+        presence.connect(sid, name or rules.guest_name(), person)
 
     def on_disconnect(self, sid, reason=None):
         """The connection ended: the member leaves every channel it was in."""
@@ -132,6 +134,7 @@ class ChatNamespace(Namespace):
             fields.get("client_id"),
             sender=sender,
         )
+        presence.sent(channel, sid)
         return {"ok": True, "id": stored["id"], "seq": stored["seq"]}
 
     @answered
@@ -139,7 +142,8 @@ class ChatNamespace(Namespace):
         """A member's page sends `typing {channel}` while its person types.
 
         The other members get `typing {channel, author}`, at most once per
-        CHAT_TYPING_INTERVAL per member; notices in between are dropped.
+        CHAT_TYPING_INTERVAL per member; notices in between are dropped. The
+        first notice after the member's message passes at once.
         """
         rate_limits.check("typing", self._sender(sid))
         channel = self._joined(sid, rules.fields(payload).get("channel"))
