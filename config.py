@@ -122,6 +122,9 @@ class Config:
     # Seconds an Engine.IO connection has to connect to the Socket.IO
     # namespace; it is closed at its next ping after that.
     CONNECT_TIMEOUT = float(os.environ.get("CONNECT_TIMEOUT", "45"))
+    # Serve clients of Engine.IO protocol 3 (socket.io-client 1.x and 2.x,
+    # and SDKs of their time) beside protocol 4 on the same endpoint.
+    ALLOW_EIO3 = _switch(os.environ.get("ALLOW_EIO3", "on"))
 
 
 class DevelopmentConfig(Config):

@@ -20,7 +20,7 @@ from app.realtime.namespace import ChatNamespace
 from app.redis_link import RedisLink
 from app.web import api, pages, security
 from app.web.commands import chat_cli
-from app.wire.packets import TolerantJSON, TolerantJSONProvider, TolerantPacket
+from app.wire.packets import CheckedPacket, TolerantJSON, TolerantJSONProvider
 from config import BASE_DIR, DEV_SECRET_KEY, config_from_env
 
 
@@ -78,7 +78,7 @@ def register_extensions(app):
         max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
         ping_interval=app.config["PING_INTERVAL"],
         ping_timeout=app.config["PING_TIMEOUT"],
-        serializer=TolerantPacket,
+        serializer=CheckedPacket,
         json=TolerantJSON,
         # Events of one socket are handled in the order they arrive.
         async_handlers=False,

@@ -36,7 +36,7 @@ from socketio.packet import EVENT
 
 from app.realtime.broadcaster import channel_of, queue_notice
 from app.chat.errors import ChatError
-from app.wire.websocket import text_frame, websocket_of
+from app.wire.websocket import SharedFrame, websocket_of
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,9 @@ class OrderedMessages:
     def _deliver(self, messages, room, namespace):
         """Send messages (ascending seq) to the room's members, each once.
 
-        Members connected by WebSocket get the same wire frame, built once,
-        written straight to their socket; others go through Engine.IO.
+        Members connected by WebSocket get the same wire frame, built once
+        for each Engine.IO protocol version among them, written straight to
+        their socket; others go through Engine.IO.
         """
         members = list(self.get_participants(namespace, room))
         cursor = self.cursors.get(room)
@@ -115,7 +116,7 @@ class OrderedMessages:
             seq = message["seq"]
             if cursor is not None and seq <= cursor:
                 continue
-            frame = _Frame(self._frame(MESSAGE_EVENT, message, namespace))
+            frame = SharedFrame(self._frame(MESSAGE_EVENT, message, namespace))
             for sid, eio_sid in members:
                 # A member has a position from its join on; one without has
                 # left meanwhile (a send can run a disconnect's handlers).
@@ -133,7 +134,7 @@ class OrderedMessages:
     def _resync(self, eio_sid, room, last_seq, namespace):
         """Tell a member that messages it should have got were pruned."""
         notice = {"channel": channel_of(room), "recovered": False, "last_seq": last_seq}
-        self._send(eio_sid, _Frame(self._frame(RESYNC_EVENT, notice, namespace)))
+        self._send(eio_sid, SharedFrame(self._frame(RESYNC_EVENT, notice, namespace)))
 
     def hold(self, sid, room):
         """Hold live messages for a member whose history is about to be read."""
@@ -175,7 +176,7 @@ class OrderedMessages:
                 if not first and message["seq"] > position + 1:
                     self._resync(eio_sid, room, history[-1]["seq"], namespace)
                 self._send(
-                    eio_sid, _Frame(self._frame(MESSAGE_EVENT, message, namespace))
+                    eio_sid, SharedFrame(self._frame(MESSAGE_EVENT, message, namespace))
                 )
                 position = max(position, message["seq"])
             waiting = []
@@ -185,7 +186,7 @@ class OrderedMessages:
                 ):
                     if message["seq"] > position + 1:
                         self._resync(eio_sid, room, held[-1]["seq"], namespace)
-                    frame = _Frame(self._frame(MESSAGE_EVENT, message, namespace))
+                    frame = SharedFrame(self._frame(MESSAGE_EVENT, message, namespace))
                     self._send(eio_sid, frame)
                     position = message["seq"]
                 elif message["seq"] > position:
@@ -208,7 +209,7 @@ class OrderedMessages:
         if websocket is None:
             self.server._send_eio_packet(eio_sid, frame.packet)
         else:
-            websocket.write_frame(frame.wire())
+            websocket.write_shared(frame)
 
     def _frame(self, event, data, namespace):
         """The Engine.IO frame of an event, encoded once for everyone."""
@@ -329,21 +330,6 @@ class OrderedMessages:
                 sids.remove(sid)
                 if not sids:
                     del pending[namespace]
-
-
-class _Frame:
-    """A message's Engine.IO packet, and its WebSocket frame once needed."""
-
-    __slots__ = ("packet", "_wire")
-
-    def __init__(self, packet):
-        self.packet = packet
-        self._wire = None
-
-    def wire(self):
-        if self._wire is None:
-            self._wire = text_frame(self.packet.encode())
-        return self._wire
 
 
 class ChatManager(OrderedMessages, Manager):

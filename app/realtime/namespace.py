@@ -159,11 +159,6 @@ class ChatNamespace(Namespace):
         presence.leave(channel, sid)
         return {"ok": True}
 
-    @answered
-    def on_malformed(self, sid, payload=None):
-        """Stands for any packet that could not be decoded (see app.wire.packets)."""
-        raise ChatError("invalid_payload", "packet is not a valid Socket.IO event")
-
     def _sender(self, sid):
         """Who sent an event, for the rate limits: the connection and its
         address (the client's own behind a proxy, see PROXY_COUNT)."""

@@ -6,21 +6,26 @@ says what, why, and what it gained). install() puts it all in place, once,
 after checking that those libraries are the versions it was written against.
 """
 
-from app.wire import connections, polling, versions
+from app.wire import endpoint, versions
 from app.wire.websocket import CoalescingWebSocket
 
 
 def install(app, socketio):
     """Check the libraries' versions, then serve `app`'s Socket.IO server
-    through the chat's Engine.IO sockets, WebSockets and guarded bodies."""
+    through the chat's Engine.IO endpoint, sockets and WebSockets: Engine.IO
+    protocol 4, and protocol 3 too unless ALLOW_EIO3 is off."""
     versions.check()
-    connections.install(socketio.server, app.config["CONNECT_TIMEOUT"])
+    endpoint.install(
+        socketio.server,
+        app.config["CONNECT_TIMEOUT"],
+        allow_eio3=app.config["ALLOW_EIO3"],
+    )
     app.wsgi_app = guarded(app.wsgi_app, max_message=app.config["MAX_CONTENT_LENGTH"])
 
 
 def guarded(app, max_message):
-    """WSGI middleware: wrap each request's WebSocket in a CoalescingWebSocket,
-    and check each long-polling POST body before Engine.IO decodes it.
+    """WSGI middleware: wrap each request's WebSocket in a CoalescingWebSocket
+    that frames messages for the request's Engine.IO protocol version.
 
     A function rather than an object with __call__: calling an object from
     Python nests the interpreter on the C stack, and every WebSocket's
@@ -29,13 +34,10 @@ def guarded(app, max_message):
 
     def serve(environ, start_response):
         if "wsgi.websocket" in environ:
+            legacy = "EIO=3" in (environ.get("QUERY_STRING") or "")
             environ["wsgi.websocket"] = CoalescingWebSocket(
-                environ["wsgi.websocket"], max_message
+                environ["wsgi.websocket"], max_message, protocol=3 if legacy else 4
             )
-        elif environ.get("REQUEST_METHOD") == "POST" and "transport=polling" in (
-            environ.get("QUERY_STRING") or ""
-        ):
-            polling.guard_body(environ, max_message)
         return app(environ, start_response)
 
     return serve

@@ -6,11 +6,21 @@ ping task, which sleeps out each ping interval. Idle, each holds its saved
 stack, and together they were half of what an open connection cost.
 
 A ChatSocket has only the request's greenlet. Once it is on a WebSocket, a
-packet sent to it goes straight onto its CoalescingWebSocket (app.wire.websocket),
-which queues the frame and writes it when the sender yields; and one task
-per server sends every socket its PING when due, and closes a socket that
-has not answered within the ping timeout. Long-polling clients, and
-clients during the upgrade from long-polling, keep Engine.IO's queue.
+packet sent to it goes straight onto its CoalescingWebSocket
+(app.wire.websocket), which queues the frame and writes it when the sender
+yields; and one task per server (the Pinger) sends every socket its PING
+when due, and closes a socket that has not answered within the ping timeout.
+Long-polling clients, and clients during the upgrade from long-polling, keep
+Engine.IO's queue.
+
+The socket follows the Engine.IO specification where python-engineio does
+not: a packet that breaks the Engine.IO or Socket.IO protocol closes the
+session; a second poll while one waits closes it (the waiting poll gets
+CLOSE, the second 400); a poll or post after the ping deadline is refused
+and the session closed; a poll pending when the client closes gets NOOP;
+and the NOOP that ends a poll during an upgrade goes to that poll alone,
+never onto the WebSocket. LegacySocket (app.wire.legacy) is the same socket
+for clients of protocol 3.
 
 python-socketio keeps an Engine.IO connection that never connects to a
 Socket.IO namespace for as long as it answers pings. When a ChatSocket's
@@ -26,46 +36,32 @@ from collections import deque
 from engineio import exceptions, packet
 from engineio.socket import Socket
 
+from app.wire import polling
+from app.wire.packets import ProtocolError
+
 logger = logging.getLogger(__name__)
 
 # Sockets whose pings fall due this close together are pinged together.
 _PING_GRANULARITY = 0.1
-
-
-def install(server, connect_timeout):
-    """Make every Engine.IO socket that the Socket.IO `server` opens from now
-    a ChatSocket, closed when it has joined no namespace `connect_timeout`
-    seconds after it opened."""
-    eio, manager = server.eio, server.manager
-    connect = eio.handlers.get("connect")
-
-    def joined(sid):
-        namespaces = list(manager.get_namespaces())
-        return any(manager.sid_from_eio_sid(sid, ns) for ns in namespaces)
-
-    pinger = Pinger(eio, joined, connect_timeout)
-
-    def adopt(sid, environ):
-        socket = eio.sockets[sid]
-        # Engine.IO builds its own Socket and queues the open packet; this
-        # event comes next, before the socket is pinged or serves a request.
-        # ChatSocket keeps the same state plus a few attributes, so the
-        # object can change class here.
-        socket.__class__ = ChatSocket
-        socket.pinger = pinger
-        socket.opened = time.monotonic()
-        return connect(sid, environ) if connect else True
-
-    eio.on("connect", adopt)
+# Put in a socket's queue to end the poll waiting on it with a NOOP; never
+# sent itself.
+END_POLL = object()
 
 
 class ChatSocket(Socket):
-    """An Engine.IO socket writing straight to its WebSocket, without a writer
-    greenlet, and pinged by its server's Pinger, without a ping greenlet."""
+    """An Engine.IO socket (protocol 4) writing straight to its WebSocket,
+    without a writer greenlet, and pinged by its server's Pinger, without a
+    ping greenlet."""
 
+    protocol = 4
+    decode = staticmethod(packet.Packet)  # a WebSocket message's packet
     websocket = None  # engineio's WebSocket wrapper, once upgraded
     pinger = None
     opened = 0.0  # time.monotonic() when the socket opened
+    deadline = 0.0  # time.monotonic() by which the client must be heard
+    polling = False  # a GET waits for packets
+    posting = False  # a POST's packets are being received
+    b64 = False  # (protocol 3) the client reads no binary long-polling bodies
 
     def send(self, pkt):
         """Send a packet: onto the WebSocket, or into the long-polling queue."""
@@ -79,6 +75,7 @@ class ChatSocket(Socket):
         """Ping again one interval after the client answered the last ping."""
         if self.last_ping:
             self.last_ping = None
+            self.deadline = time.monotonic() + self._silence()
             self.pinger.schedule(self)
 
     def ping(self):
@@ -92,6 +89,32 @@ class ChatSocket(Socket):
             return
         self.last_ping = time.time()
         self.send(packet.Packet(packet.PING))
+
+    def receive(self, pkt):
+        """Act on a packet from the client; ProtocolError (a ValueError) for
+        one the protocol forbids."""
+        kind = pkt.packet_type
+        if kind == packet.MESSAGE:
+            self._dispatch(pkt.data)
+        elif kind == packet.PONG:
+            self.schedule_ping()
+        elif kind == packet.CLOSE:
+            self.close(
+                wait=False, abort=True, reason=self.server.reason.CLIENT_DISCONNECT
+            )
+        elif kind not in (packet.UPGRADE, packet.NOOP):  # ignored, as engine.io does
+            raise ProtocolError(f"unexpected Engine.IO packet {kind}")
+
+    def _dispatch(self, data):
+        """Hand a message to Socket.IO, inline. A ValueError from it is a
+        packet that breaks the Socket.IO protocol, and goes to the caller;
+        anything else is logged, as engineio does."""
+        try:
+            self.server.handlers["message"](self.sid, data)
+        except ValueError:
+            raise
+        except Exception:
+            self.server.logger.exception("message handler error")
 
     def close(self, wait=True, abort=False, reason=None):
         """Close; on a WebSocket, after writing what is queued for it."""
@@ -112,6 +135,103 @@ class ChatSocket(Socket):
         self.closed = True
         websocket.close()  # the reader sees the end and returns
 
+    def refuse(self, why, reason=None):
+        """Close the session for a request that breaks the protocol; the
+        request is answered 400 (EngineIOError)."""
+        logger.info("%s: %s, closing", self.sid, why)
+        self.close(wait=False, reason=reason or self.server.reason.TRANSPORT_ERROR)
+        raise exceptions.EngineIOError(why)
+
+    def _silence(self):
+        """Seconds the client may stay silent: the ping interval and timeout."""
+        return self.server.ping_interval + self.server.ping_timeout
+
+    def _check_deadline(self):
+        if time.monotonic() >= self.deadline:
+            self.refuse(
+                "no answer to the ping in time", self.server.reason.PING_TIMEOUT
+            )
+
+    # Long-polling
+
+    def poll_request(self):
+        """The packets for a long-polling GET: those queued, or the first
+        that arrive within the ping interval and timeout."""
+        if self.polling:
+            self.refuse("a second poll while one waits")
+        self._check_deadline()
+        if self.upgrading:
+            return [packet.Packet(packet.NOOP)]  # the WebSocket takes over
+        self.polling = True
+        try:
+            return self.take()
+        except exceptions.QueueEmpty:
+            self.refuse("a poll waited longer than the ping timeout")
+        finally:
+            self.polling = False
+
+    def take(self):
+        """Wait for a packet, then take every one queued; a NOOP when the
+        wait ends without any (the socket closed, or is upgrading)."""
+        queue = self.queue
+        try:
+            item = queue.get(timeout=self._silence())
+        except self.server.get_queue_empty_exception():
+            raise exceptions.QueueEmpty() from None
+        packets = []
+        while True:
+            queue.task_done()
+            if item is None:  # closed
+                break
+            if item is not END_POLL:
+                packets.append(item)
+            try:
+                item = queue.get(block=False)
+            except self.server.get_queue_empty_exception():
+                break
+        return packets or [packet.Packet(packet.NOOP)]
+
+    def post_request(self, environ):
+        """Receive the packets of a long-polling POST."""
+        if self.posting:
+            self.refuse("a second post while one is received")
+        self._check_deadline()
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > self.server.max_http_buffer_size:
+            self.refuse("a long-polling body over the limit")
+        body = environ["wsgi.input"].read(length)
+        self.posting = True
+        try:
+            for pkt in polling.decode(body, self.protocol, environ.get("CONTENT_TYPE")):
+                self.receive(pkt)
+                if self.closed:
+                    break
+        except ValueError as error:
+            self.refuse(f"invalid input ({error})")
+        finally:
+            self.posting = False
+
+    def response(self, packets, jsonp_index=None):
+        """The long-polling response carrying `packets`."""
+        body, content_type = polling.encode(
+            packets, self.protocol, b64=self.b64, jsonp_index=jsonp_index
+        )
+        return {
+            "status": "200 OK",
+            "headers": [("Content-Type", content_type)],
+            "response": body,
+        }
+
+    # WebSocket
+
+    def serve_websocket(self, environ, start_response):
+        """Serve this session's WebSocket request (an upgrade, or the
+        session's only transport) until it closes."""
+        websocket = self.server._async["websocket"](
+            self._websocket_handler, self.server
+        )
+        return websocket(environ, start_response)
+
     def _websocket_handler(self, ws):
         """Serve the WebSocket: read packets until it closes."""
         if self.connected and not self._upgrade(ws):
@@ -120,31 +240,29 @@ class ChatSocket(Socket):
         self.upgrading = False
         self._move_queue_to(ws)
         self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
-
+        reason = self.server.reason.TRANSPORT_CLOSE
+        decode, receive = self.decode, self.receive
         while True:
             try:
                 data = ws.wait()  # app.wire.websocket refuses messages over the limit
             except Exception as error:
                 if not self.closed:
-                    self.server.logger.info(
-                        '%s: Unexpected error "%s", closing connection',
-                        self.sid,
-                        error,
-                    )
+                    logger.info('%s: unexpected error "%s", closing', self.sid, error)
                 break
             if data is None:
                 break  # closed by the client
             try:
-                self.receive(packet.Packet(encoded_packet=data))
-            except exceptions.UnknownPacketError:
-                pass
+                receive(decode(encoded_packet=data))
             except exceptions.SocketIsClosedError:
+                break
+            except (ValueError, TypeError) as error:
+                logger.info("%s: invalid input (%s), closing", self.sid, error)
+                reason = self.server.reason.TRANSPORT_ERROR
                 break
             except Exception:
                 self.server.logger.exception("Unknown receive error")
                 break
-
-        self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        self.close(wait=False, abort=True, reason=reason)
         ws.close()
         return []
 
@@ -153,45 +271,56 @@ class ChatSocket(Socket):
         if self.upgrading or self.upgraded:
             return False  # another WebSocket of the same session got here first
         self.upgrading = True  # packets wait in the queue meanwhile
-        probe = packet.Packet(encoded_packet=ws.wait())
-        if probe.packet_type != packet.PING or probe.data != "probe":
-            self.server.logger.info("%s: Failed websocket upgrade", self.sid)
-            self.upgrading = False
+        if self._read(ws, packet.PING, "probe"):
+            ws.send(self.encode(packet.Packet(packet.PONG, data="probe")))
+            if self.polling:
+                self.queue.put(END_POLL)  # the pending poll ends with a NOOP
+            if self._read(ws, packet.UPGRADE):
+                return True
+        self.server.logger.info("%s: Failed websocket upgrade", self.sid)
+        self.upgrading = False
+        return False
+
+    def _read(self, ws, kind, data=None):
+        """Whether the WebSocket's next packet is of `kind` with `data`."""
+        try:
+            pkt = self.decode(encoded_packet=ws.wait())
+        except (ValueError, TypeError):
             return False
-        ws.send(packet.Packet(packet.PONG, data="probe").encode())
-        self.queue.put(packet.Packet(packet.NOOP))  # ends the pending poll
-        upgrade = packet.Packet(encoded_packet=ws.wait())
-        if upgrade.packet_type != packet.UPGRADE:
-            self.server.logger.info("%s: Failed websocket upgrade", self.sid)
-            self.upgraded = self.upgrading = False
-            return False
-        # Let the long-poll still waiting on the queue take the NOOP that
-        # ends it before the queue moves to the WebSocket.
-        self.server.sleep(0)
-        return True
+        return pkt.packet_type == kind and (data is None or pkt.data == data)
+
+    @staticmethod
+    def encode(pkt):
+        """A packet as a WebSocket message."""
+        return pkt.encode()
 
     def _move_queue_to(self, ws):
         """Send what waits in the queue, then send straight to the WebSocket,
         and drop the queue (a few KB per connection).
 
-        Nothing yields in between, so no packet overtakes a queued one.
+        Nothing yields in between, so no packet overtakes a queued one. A
+        poll still waiting on the queue (its wake-up taken here) is ended.
         """
-        empty = self.server.get_queue_empty_exception()
+        queue, empty = self.queue, self.server.get_queue_empty_exception()
         while True:
             try:
-                pkt = self.queue.get(block=False)
+                pkt = queue.get(block=False)
             except empty:
                 break
-            self.queue.task_done()
-            if pkt is not None:
-                ws.send(pkt.encode())
+            queue.task_done()
+            if pkt is not None and pkt is not END_POLL:
+                ws.send(self.encode(pkt))
         self.websocket = ws
         self.queue = None
+        if self.polling:
+            queue.put(END_POLL)
 
 
 class Pinger:
     """One task sending each socket of a server its PING when due, and
-    closing each socket that has not answered it within the ping timeout.
+    closing each socket that has not answered it within the ping timeout;
+    and closing each socket of protocol 3 (whose clients ping) not heard
+    within the ping interval and timeout.
 
     Every socket waits the same interval for its ping, and the same timeout
     for the answer, so sockets come due in the order they were scheduled,
@@ -206,6 +335,7 @@ class Pinger:
         self.connect_timeout = connect_timeout
         self.due = deque()  # (when to ping, socket)
         self.answers = deque()  # (when the answer is late, socket)
+        self.silences = deque()  # (a protocol 3 socket's deadline, socket)
         self.task = None
 
     def stray(self, socket):
@@ -214,7 +344,16 @@ class Pinger:
         return not in_time and not self.joined(socket.sid)
 
     def schedule(self, socket):
+        """Ping `socket` one interval from now."""
         self.due.append((time.monotonic() + self.server.ping_interval, socket))
+        self._start()
+
+    def expect(self, socket):
+        """Close `socket` unless it is heard again by its deadline."""
+        self.silences.append((socket.deadline, socket))
+        self._start()
+
+    def _start(self):
         if self.task is None:
             self.task = self.server.start_background_task(self._run)
 
@@ -229,14 +368,16 @@ class Pinger:
                     late = self.server.ping_timeout + _PING_GRANULARITY
                     self.answers.append((time.monotonic() + late, socket))
             now = time.monotonic()
-            while self.answers and self.answers[0][0] <= now:
-                _, socket = self.answers.popleft()
-                if not socket.closing and not socket.closed:
-                    self._attempt(socket.check_ping_timeout, socket)
+            for late in (self.answers, self.silences):
+                while late and late[0][0] <= now:
+                    _, socket = late.popleft()
+                    if not socket.closing and not socket.closed:
+                        self._attempt(socket.check_ping_timeout, socket)
 
     def _wait(self):
         """Sleep until the next ping or answer falls due."""
-        heads = [queue[0][0] for queue in (self.due, self.answers) if queue]
+        queues = (self.due, self.answers, self.silences)
+        heads = [queue[0][0] for queue in queues if queue]
         if not heads:
             self.server.sleep(self.server.ping_interval)
         elif (delay := min(heads) - time.monotonic()) > 0:

@@ -1,25 +1,22 @@
-"""Malformed input on the wire becomes a `malformed` event, never a traceback.
+"""Socket.IO packets checked against the protocol as they are decoded.
 
-python-socketio raises (and logs a traceback) when a client sends broken
-JSON, an event that is not a list starting with a name, or an unknown packet
-type; Engine.IO does the same for a WebSocket frame that is not Engine.IO at
-all (see app.wire.websocket and app.wire.polling). TolerantPacket turns all of those into a
-`malformed` event, which the chat namespace answers with a `chat_error` to
-the sender alone.
+python-socketio raises (and Engine.IO logs a traceback) when a client sends
+broken JSON, an unknown packet type or an event that is not a list starting
+with a name, and it lets some of those through. CheckedPacket raises
+ProtocolError for every packet that breaks the Socket.IO protocol (types,
+namespace, ack id, payload shapes as socket.io-parser checks them), and the
+connection that sent it is closed, as the specification says
+(app.wire.connections). A well-formed event with a bad payload (a `join`
+without a channel) is not a protocol error: the chat answers it with
+`chat_error`.
 """
 
 import json
-import re
 
 from flask.json.provider import DefaultJSONProvider
 from socketio import packet
 
-MALFORMED = "malformed"
-# An Engine.IO message: a packet type digit, or 'b' and base64 for binary.
-ENGINEIO_MESSAGE = re.compile(r"[0-6b]")
-# An Engine.IO message whose Socket.IO packet fails to decode, on purpose.
-MALFORMED_MESSAGE = "4" + MALFORMED
-_KNOWN_FROM_CLIENTS = {
+_FROM_CLIENTS = {
     packet.CONNECT,
     packet.DISCONNECT,
     packet.EVENT,
@@ -27,6 +24,11 @@ _KNOWN_FROM_CLIENTS = {
     packet.BINARY_EVENT,
     packet.BINARY_ACK,
 }
+
+
+class ProtocolError(ValueError):
+    """Input that breaks the Engine.IO or Socket.IO protocol: the connection
+    that sent it is closed."""
 
 
 class TolerantJSON:
@@ -56,8 +58,9 @@ class TolerantJSONProvider(DefaultJSONProvider):
         return TolerantJSON.loads(s, **kwargs)
 
 
-class TolerantPacket(packet.Packet):
-    """A packet that decodes anything a client sends into something handled."""
+class CheckedPacket(packet.Packet):
+    """A Socket.IO packet (protocol 5) that refuses to decode what breaks the
+    protocol, raising ProtocolError."""
 
     # The chat sends no binary data: skip searching every outgoing payload.
     uses_binary_events = False
@@ -65,26 +68,42 @@ class TolerantPacket(packet.Packet):
     def __init__(self, *args, encoded_packet=None, **kwargs):
         super().__init__(*args, encoded_packet=encoded_packet, **kwargs)
         if encoded_packet is not None and not encoded_packet:
-            self._malformed()  # the base class skips decoding empty input
+            raise ProtocolError("empty Socket.IO packet")  # the base skips it
+
+    def encode(self):
+        """Encode as usual; a refusal of an unknown namespace carries an
+        object with a message, as protocol 5 says (python-socketio sends a
+        bare string)."""
+        if self.packet_type == packet.CONNECT_ERROR and isinstance(self.data, str):
+            self.data = {"message": "Invalid namespace"}
+        return super().encode()
 
     def decode(self, encoded_packet):
-        """Decode as usual, but map every kind of malformed input to MALFORMED."""
+        """Decode, raising ProtocolError for anything the protocol forbids."""
+        if not isinstance(encoded_packet, str):
+            raise ProtocolError("binary data where a Socket.IO packet was expected")
+        if not encoded_packet[:1].isdigit():
+            raise ProtocolError("invalid Socket.IO packet type")
         try:
             attachments = super().decode(encoded_packet)
-        except (ValueError, TypeError, RecursionError):
-            return self._malformed()
-        if self.packet_type not in _KNOWN_FROM_CLIENTS:
-            return self._malformed()
-        is_event = self.packet_type in (packet.EVENT, packet.BINARY_EVENT)
-        if is_event and not _is_event(self.data):
-            return self._malformed()
+        except (ValueError, TypeError, RecursionError) as error:
+            raise ProtocolError(f"invalid Socket.IO packet: {error}") from None
+        if self.packet_type not in _FROM_CLIENTS:
+            raise ProtocolError(
+                f"Socket.IO packet type {self.packet_type} from a client"
+            )
+        if not _payload_fits(self.packet_type, self.data, self.id):
+            raise ProtocolError("invalid Socket.IO payload")
         return attachments
 
-    def _malformed(self):
-        self.packet_type = packet.EVENT
-        self.data = [MALFORMED]
-        return 0
 
-
-def _is_event(data):
-    return isinstance(data, list) and bool(data) and isinstance(data[0], str)
+def _payload_fits(kind, data, ack_id):
+    """Whether a packet's payload has the shape its type requires (as
+    socket.io-parser's isPayloadValid decides)."""
+    if kind == packet.CONNECT:
+        return data is None or isinstance(data, dict)
+    if kind == packet.DISCONNECT:
+        return data is None
+    if kind in (packet.EVENT, packet.BINARY_EVENT):
+        return isinstance(data, list) and bool(data) and isinstance(data[0], str)
+    return isinstance(data, list) and ack_id is not None  # ACK, BINARY_ACK

@@ -2,22 +2,21 @@
 
 The chat reads frames itself rather than through gevent-websocket: unmasked
 at C speed, and a message longer than the limit is refused (1009) before it
-is read. A text frame that is not Engine.IO at all reaches Socket.IO as an
-undecodable packet (app.wire.packets), not as an exception in Engine.IO.
+is read. What the frames hold is Engine.IO's to judge (app.wire.connections
+closes a connection whose message is not Engine.IO).
 
 Frames queued one after another go out in one write when the sender next
 yields, so a member receiving a burst of messages costs one system call per
 burst rather than one per message. Engine.IO's packets are queued here by
-app.wire.connections, and chat messages by app.realtime.delivery: one frame,
-built once, for every member of a channel.
+app.wire.connections, and chat messages by app.realtime.delivery as a
+SharedFrame: built once for every member of a channel, or once for each
+Engine.IO protocol version among them.
 """
 
 import socket
 
 import gevent
 from geventwebsocket.websocket import Header
-
-from app.wire.packets import ENGINEIO_MESSAGE, MALFORMED_MESSAGE
 
 # WebSocket frames (RFC 6455, 5.2): the bits of the first two bytes, the
 # opcodes, and the close codes (7.4.1) the reader uses.
@@ -26,7 +25,7 @@ _CONTINUATION, _TEXT, _BINARY = 0x0, 0x1, 0x2
 _CLOSE, _PING, _PONG = 0x8, 0x9, 0xA
 _NORMAL, _PROTOCOL_ERROR, _INVALID_DATA, _TOO_BIG = 1000, 1002, 1007, 1009
 # Most bytes taken from a socket at once, unless a frame needs more.
-_RECEIVE_SIZE = 4 * 1024
+_RECEIVE_SIZE = 64 * 1024
 # Seconds a client has to answer the server's close frame.
 CLOSE_GRACE = 5
 
@@ -42,8 +41,11 @@ class CoalescingWebSocket:
     (1009) before its payload is read.
     """
 
-    def __init__(self, websocket, max_message):
+    protocol = 4  # of Engine.IO, which writes binary messages its own way
+
+    def __init__(self, websocket, max_message, protocol=4):
         self._websocket = websocket
+        self.protocol = protocol
         self._max_message = max_message
         # Received bytes not yet read, from position _at on. The first read
         # takes what pywsgi's buffered reader holds beyond the request; later
@@ -77,9 +79,9 @@ class CoalescingWebSocket:
     def receive(self):
         """The next message, or None once the connection has ended.
 
-        A text message that is not Engine.IO becomes a malformed one. A frame
-        that breaks the protocol, text that is not UTF-8, or a message that
-        is too long closes the connection with the matching close code.
+        A frame that breaks the protocol, text that is not UTF-8, or a
+        message that is too long closes the connection with the matching
+        close code.
         """
         if self._websocket.closed:
             return None
@@ -96,8 +98,6 @@ class CoalescingWebSocket:
             return None
         if self._websocket.closed:
             return None  # closed meanwhile, by either side
-        if isinstance(message, str) and not ENGINEIO_MESSAGE.match(message):
-            return MALFORMED_MESSAGE
         return message
 
     def _read_message(self):
@@ -169,6 +169,16 @@ class CoalescingWebSocket:
             self.write_frame(_frame(_BINARY, bytes(message)))
         else:
             self.write_frame(text_frame(message))
+
+    def write_shared(self, shared):
+        """Queue a SharedFrame, framed for this socket's protocol version
+        (once for all the sockets of that version)."""
+        frame = shared.frames.get(self.protocol)
+        if frame is None:
+            frame = shared.frames[self.protocol] = packet_frame(
+                shared.packet, self.protocol
+            )
+        self.write_frame(frame)
 
     def write_frame(self, frame):
         """Queue a whole frame (see text_frame); dropped once closed."""
@@ -287,6 +297,26 @@ def _frame(opcode, payload):
 def text_frame(message):
     """A complete, unmasked WebSocket text frame holding `message`."""
     return _frame(_TEXT, message.encode())
+
+
+def packet_frame(pkt, protocol=4):
+    """An Engine.IO packet as a WebSocket frame of `protocol`: protocol 3
+    writes the packet type before binary data, protocol 4 the data alone."""
+    if not pkt.binary:
+        return text_frame(pkt.encode())
+    data = pkt.data if protocol == 4 else bytes([pkt.packet_type]) + pkt.data
+    return _frame(_BINARY, data)
+
+
+class SharedFrame:
+    """An Engine.IO packet sent to many WebSockets, framed at most once for
+    each protocol version among them."""
+
+    __slots__ = ("packet", "frames")
+
+    def __init__(self, packet):
+        self.packet = packet
+        self.frames = {}  # protocol version -> frame
 
 
 def websocket_of(environ):
