@@ -6,17 +6,18 @@ sends binary packets as `b` and base64. Protocol 3 (socket.io-client 1.x and
 counts it, in UTF-16 code units of the string; a client that supports binary
 may send, and be sent, the binary framing instead:
 `<0 string | 1 binary><length, one byte per decimal digit><255><bytes>`,
-whose lengths count bytes (strings as UTF-8, as utf8.js writes them, lone
-surrogates included). A client that asks `b64=1` gets binary packets as
-`b4` and base64 inside the text framing. (engine.io-protocol, and
-engine.io's lib/parser-v3.) socket.io-client 1.x writes the packets of a
-text body in UTF-8 first (see _as_written); the chat's own packets are
-ASCII (JSON with escapes), which both read alike.
+whose lengths count bytes (strings as UTF-8, as utf8.js writes them). A
+client that asks `b64=1` gets binary packets as `b4` and base64 inside the
+text framing. (engine.io-protocol, and engine.io's lib/parser-v3.)
+socket.io-client 1.x writes the packets of a text body in UTF-8 first (see
+_as_written); the chat's own packets are ASCII (JSON with escapes), which
+both read alike.
 
 Anything that does not decode raises ProtocolError: the session is closed.
 """
 
 import base64
+import re
 from urllib.parse import parse_qs
 
 from engineio import packet
@@ -30,6 +31,9 @@ _TEXT_CONTENT = "text/plain; charset=UTF-8"
 # and the most digits a length may have (engine.io's parser allows 310).
 _LENGTH_END = 255
 _MOST_DIGITS = 310
+# A surrogate left in a Python string has no partner: a JavaScript string's
+# pairs arrive as one character.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def decode(body, protocol, content_type=""):
@@ -59,8 +63,8 @@ def encode(packets, protocol, b64=False, jsonp_index=None):
         return text.encode("utf-8"), _TEXT_CONTENT
     if not b64 and any(pkt.binary for pkt in packets):
         return b"".join(_binary_part(pkt) for pkt in packets), BINARY_CONTENT
-    text = "".join(_counted(encode_text3(pkt)) for pkt in packets)
-    return text.encode("utf-8", "surrogatepass"), _TEXT_CONTENT
+    text = "".join(_counted(_well_formed(encode_text3(pkt))) for pkt in packets)
+    return text.encode("utf-8"), _TEXT_CONTENT
 
 
 def decode_packet4(text):
@@ -189,9 +193,17 @@ def _binary_part(pkt):
     if pkt.binary:
         kind, data = 1, bytes([packet.MESSAGE]) + pkt.data
     else:
-        kind, data = 0, pkt.encode().encode("utf-8", "surrogatepass")
+        kind, data = 0, _well_formed(pkt.encode()).encode("utf-8")
     digits = bytes(int(digit) for digit in str(len(data)))
     return bytes([kind]) + digits + bytes([_LENGTH_END]) + data
+
+
+def _well_formed(text):
+    """`text` as JavaScript writes it in UTF-8: a lone surrogate becomes
+    U+FFFD (one code unit for one, so lengths stay as counted)."""
+    if text.isascii():
+        return text
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def _unbase64(text):
