@@ -12,7 +12,7 @@ export FLASK_APP := app
 
 install: $(VENV)/.run node_modules/.run  ## what serving needs
 install-test: $(VENV)/.test node_modules/.test
-install-bench: $(VENV)/.bench benchmarks/node_modules/.installed
+install-bench: $(VENV)/.bench benchmarks/node_modules/.installed benchmarks/yardstick/node_modules/.installed
 
 $(VENV)/.run: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ node_modules/.test: package.json package-lock.json
 
 benchmarks/node_modules/.installed: benchmarks/package.json benchmarks/package-lock.json
 	cd benchmarks && $(NPM_CI)
+	touch $@
+
+benchmarks/yardstick/node_modules/.installed: benchmarks/yardstick/package.json benchmarks/yardstick/package-lock.json
+	cd benchmarks/yardstick && $(NPM_CI)
 	touch $@
 
 # Tests drive Debian's Chromium (with fonts for Korean and emoji) and nginx;
@@ -80,4 +84,4 @@ test: install install-test install-bench lint test-packages  ## every test, with
 	$(BIN)/pytest --cov --cov-report=term
 
 clean:
-	rm -rf $(VENV) node_modules benchmarks/node_modules benchmarks/.peer instance .pytest_cache
+	rm -rf $(VENV) node_modules benchmarks/node_modules benchmarks/yardstick/node_modules instance .pytest_cache .coverage .coverage.*

@@ -2,7 +2,7 @@
 
 Each round starts each server afresh (the chat as `make serve` runs it: one
 gunicorn process on SQLite, with BENCH_ENV: rate limits off; the yardstick:
-../shared/bench/peer), alternating which goes first, and drives it with
+benchmarks/yardstick, Node's socket.io), alternating which goes first, and drives it with
 benchmarks/load.js:
 
   (a) burst:        100 clients in 10 channels each send 100 messages at once
@@ -11,6 +11,9 @@ benchmarks/load.js:
                     connection, fan-out of one message to 1,000 members
   (d) storage:      store + number + prune with 1 thousand vs 1 million
                     messages stored in other channels (benchmarks/storage.py)
+  (f) frames:       WebSocket readers: the chat's own against gevent-websocket's
+                    and wsproto's, on the same client frames of 100 bytes and
+                    16 KB (benchmarks/frames.py)
   (e) abuse:        (b) beside one more client flooding its own channel with
                     send_message and join, 200 unanswered at a time; the
                     normal clients' latency, the flood attempted and accepted.
@@ -30,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import signal
 import statistics
 import subprocess
@@ -43,8 +45,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-PEER_SOURCE = ROOT.parent / "shared" / "bench" / "peer"
-PEER_BUILD = HERE / ".peer"
+# Its packages are installed by `make bench` (and `make test`).
+YARDSTICK = HERE / "yardstick"
 BIN = Path(sys.executable).parent
 
 # The chat's environment for scenarios (a) to (c), which measure what the
@@ -71,6 +73,7 @@ FULL = {
     "latency": "--clients 100 --channels 10 --rate 500 --duration 5".split(),
     "connections": "--clients 10000 --channel-size 1000".split(),
     "storage": "--ops 500 --sizes 1000 1000000".split(),
+    "frames": "--messages 20000 --sizes 100 16384".split(),
     "abuse": "--clients 100 --channels 10 --rate 500 --duration 5".split()
     + "--in-flight 200 --warmup 1 --flood both".split(),
 }
@@ -79,6 +82,7 @@ QUICK = {
     "latency": "--clients 10 --channels 2 --rate 50 --duration 1".split(),
     "connections": "--clients 60 --channel-size 20".split(),
     "storage": "--ops 20 --sizes 100 1000".split(),
+    "frames": "--messages 200 --sizes 100 16384".split(),
     "abuse": "--clients 10 --channels 2 --rate 50 --duration 1".split()
     + "--in-flight 20 --warmup 0.2 --flood both".split(),
 }
@@ -175,7 +179,7 @@ class Peer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             ["node", "server.js", str(self.port), "10"],
-            cwd=PEER_BUILD,
+            cwd=YARDSTICK,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -188,22 +192,6 @@ class Peer:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=30)
-
-
-def install_peer():
-    """Copy the yardstick beside the benchmarks and install its packages."""
-    if not PEER_SOURCE.exists():
-        raise SystemExit(f"the yardstick is missing: {PEER_SOURCE}")
-    PEER_BUILD.mkdir(exist_ok=True)
-    for name in ("server.js", "package.json", "package-lock.json"):
-        shutil.copy(PEER_SOURCE / name, PEER_BUILD / name)
-    if not (PEER_BUILD / "node_modules").exists():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"],
-            cwd=PEER_BUILD,
-            check=True,
-            capture_output=True,
-        )
 
 
 def load(scenario, url, options, extra=()):
@@ -284,14 +272,15 @@ def abuse(server, sizes, workdir):
     return result
 
 
-def storage(sizes, rounds):
+def in_process(scenario, sizes, rounds):
+    """Run benchmarks/<scenario>.py, which measures without a server; its JSON."""
     done = subprocess.run(
         [
             sys.executable,
-            HERE / "storage.py",
+            HERE / f"{scenario}.py",
             "--rounds",
             str(rounds),
-            *sizes["storage"],
+            *sizes[scenario],
         ],
         cwd=ROOT,
         capture_output=True,
@@ -315,7 +304,27 @@ def flood(rounds, kind):
     return f"{count:,.0f} ({rate:,.0f}/s)" if rate is not None else f"{count:,.0f}"
 
 
-def summarise(rounds, storage_result):
+def frame_rows(frames_result):
+    """(f): each reader's median µs per message, by message size, and its
+    ratio to the chat's own reader."""
+    rows = []
+    for size, readers in frames_result["us"].items():
+        chat = readers["chat"]
+        for reader in ("chat", "gevent-websocket", "wsproto"):
+            rows.append(
+                {
+                    "label": f"(f) {reader} reads a {int(size):,}-byte frame, µs",
+                    "field": f"frames_{reader}_{size}",
+                    "project": readers[reader],
+                    "peer": None,
+                    "ratio": readers[reader] / chat if reader != "chat" else None,
+                    "target": "" if reader == "chat" else "× the chat's reader",
+                }
+            )
+    return rows
+
+
+def summarise(rounds, storage_result, frames_result):
     """Medians per server, ratios project/peer, and whether all verified."""
     fields = [
         ("burst", "delivered_per_s", "(a) delivered messages/s"),
@@ -350,6 +359,7 @@ def summarise(rounds, storage_result):
             "target": TARGETS[("storage", "storage_ratio")],
         }
     )
+    rows += frame_rows(frames_result)
     rows += [
         measure_row(rounds, scenario, field, label)
         for scenario, field, label in abuse_fields
@@ -487,7 +497,6 @@ def main():
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     rounds_count = 1 if args.quick else args.rounds
-    install_peer()
     servers = [Project(), Peer()]
     rounds = {server.name: [] for server in servers}
     latencies = {server.name: [] for server in servers}
@@ -499,13 +508,21 @@ def main():
                 workdir.mkdir()
                 print(f"round {number + 1}: {server.name}", file=sys.stderr, flush=True)
                 rounds[server.name].append(run_round(server, sizes, workdir, latencies))
-    storage_result = storage(sizes, rounds_count)
-    rows, verified = summarise(rounds, storage_result)
+    storage_result = in_process("storage", sizes, rounds_count)
+    frames_result = in_process("frames", sizes, rounds_count)
+    rows, verified = summarise(rounds, storage_result, frames_result)
     print(table(rows))
     plot(latencies, args.plot)
     write_report(args.output, rows, verified, rounds_count, args.plot.name)
     print(
-        json.dumps({"verified": verified, "rounds": rounds, "storage": storage_result})
+        json.dumps(
+            {
+                "verified": verified,
+                "rounds": rounds,
+                "storage": storage_result,
+                "frames": frames_result,
+            }
+        )
     )
     return 0 if verified else 1
 

@@ -1,7 +1,6 @@
 """`make bench` still works: every scenario, tiny, against both servers."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -9,18 +8,8 @@ import pytest
 from servers import ROOT
 
 pytestmark = pytest.mark.server
-PEER = ROOT.parent / "shared" / "bench" / "peer"
 
 
-@pytest.fixture
-def yardstick():
-    if not PEER.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the yardstick is missing: {PEER}")
-        pytest.skip(f"the yardstick is missing: {PEER}")
-
-
-@pytest.mark.usefixtures("yardstick")
 def test_a_quick_benchmark_run_verifies_every_scenario(tmp_path):
     report, plot = tmp_path / "README.md", tmp_path / "latency.png"
 
