@@ -12,6 +12,8 @@
  *
  * Every scenario also takes --timeout SECONDS (default 120) and
  * --connect-concurrency N (default 200, connections being opened at once).
+ * burst also takes --client 2: its clients are socket.io-client 2.3.1
+ * (Engine.IO 3, Socket.IO 4) rather than 4.8.4.
  *
  * burst:       every client sends --messages messages at once; measures how
  *              fast all of them reach every member of their channel.
@@ -53,6 +55,10 @@ const { monitorEventLoopDelay, performance } = require("node:perf_hooks");
 const { parseArgs } = require("node:util");
 const { Worker, isMainThread, parentPort, workerData } = require("node:worker_threads");
 const { io } = require("socket.io-client");
+
+// The socket.io client the clients are made with (--client).
+const CLIENTS = { 4: () => io, 2: () => require("socket.io-client-2") };
+let connectClient = io;
 
 const COMMON_DEFAULTS = { timeout: 120, "connect-concurrency": 200 };
 const FANOUT_RUNS = 5;
@@ -153,7 +159,7 @@ let unexpectedDisconnects = 0;
 
 function openSocket(url) {
   return new Promise((resolve, reject) => {
-    const socket = io(url, {
+    const socket = connectClient(url, {
       transports: ["websocket"],
       reconnection: false,
       forceNew: true,
@@ -217,7 +223,7 @@ async function connectClients(pool, url, count, concurrency, deadline) {
 }
 
 async function joinChannel(socket, channel) {
-  const ack = await socket.emitWithAck("join", { channel });
+  const ack = await new Promise((resolve) => socket.emit("join", { channel }, resolve));
   if (!ack || ack.ok !== true) throw new Error(`join ${channel} refused (${describe(ack)})`);
   if (ack.last_seq !== 0) throw new Error(`channel ${channel} is not fresh (last_seq ${ack.last_seq})`);
 }
@@ -961,6 +967,7 @@ function parseOptions(argv) {
       url: stringOption,
       "latencies-file": stringOption,
       flood: stringOption,
+      client: { type: "string", default: "4" },
       hold: { type: "boolean", default: false },
       ...Object.fromEntries([...INTEGER_OPTIONS, ...NUMBER_OPTIONS].map((name) => [name, stringOption])),
     },
@@ -971,6 +978,9 @@ function parseOptions(argv) {
   if (!values.url) throw new Error(`--url is required\n${usage()}`);
 
   const opts = { ...COMMON_DEFAULTS, ...scenario.defaults, ...values };
+  if (!(opts.client in CLIENTS) || (opts.client !== "4" && name !== "burst")) {
+    throw new Error("--client must be 4, or 2 for burst");
+  }
   if (opts.flood !== undefined && !FLOOD_MODES.includes(opts.flood)) {
     throw new Error(`--flood must be one of ${FLOOD_MODES.join(", ")}`);
   }
@@ -1006,6 +1016,7 @@ async function main() {
     process.exit(2);
   }
   const { name, scenario, opts } = parsed;
+  connectClient = CLIENTS[opts.client]();
   const deadline = createDeadline(opts.timeout);
   log(`${name} against ${opts.url}`);
   const result = await scenario.run(opts, deadline);

@@ -5,7 +5,8 @@ gunicorn process on SQLite, with BENCH_ENV: rate limits off; the yardstick:
 benchmarks/yardstick, Node's socket.io), alternating which goes first, and drives it with
 benchmarks/load.js:
 
-  (a) burst:        100 clients in 10 channels each send 100 messages at once
+  (a) burst:        100 clients in 10 channels each send 100 messages at once;
+                    again with socket.io-client 2.x clients (Engine.IO 3)
   (b) latency:      500 messages/s for 5 s; end-to-end latency per delivery
   (c) connections:  10,000 WebSocket clients; connect time, server RSS per
                     connection, fan-out of one message to 1,000 members
@@ -237,6 +238,7 @@ def run_round(server, sizes, workdir, latencies):
         latency_file = workdir / f"{server.name}-latencies.txt"
         results = {
             "burst": load("burst", server.url, sizes["burst"]),
+            "burst_2x": load("burst", server.url, sizes["burst"], ["--client", "2"]),
             "latency": load(
                 "latency",
                 server.url,
@@ -328,6 +330,7 @@ def summarise(rounds, storage_result, frames_result):
     """Medians per server, ratios project/peer, and whether all verified."""
     fields = [
         ("burst", "delivered_per_s", "(a) delivered messages/s"),
+        ("burst_2x", "delivered_per_s", "(a) the same, socket.io-client 2.x"),
         ("latency", "p50_ms", "(b) latency p50 ms"),
         ("latency", "p99_ms", "(b) latency p99 ms"),
         ("latency", "max_ms", "(b) latency max ms"),
