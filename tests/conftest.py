@@ -8,7 +8,8 @@ import uuid
 import psycopg
 import pytest
 import redis
-from servers import ServerProcess, Tab, ThreadServer
+from clients import Member, Tab
+from servers import ServerProcess, ThreadServer
 
 from app import create_app
 from app.extensions import db, socketio
@@ -50,48 +51,6 @@ def app(app_settings):
 def client(app):
     """The Flask test client: a browser or curl speaking HTTP."""
     return app.test_client()
-
-
-class Member:
-    """One member's browser tab, speaking Socket.IO through the test client."""
-
-    def __init__(self, client):
-        self.client = client
-        self.inbox = []
-
-    def emit(self, event, *args, ack=True):
-        """Emit an event; return the server's ack (None when ack=False)."""
-        return self.client.emit(event, *args, callback=ack)
-
-    def join(self, channel, **fields):
-        """Join a channel and return the ack, which must be ok."""
-        answer = self.emit("join", {"channel": channel, **fields})
-        assert answer["ok"] is True, answer
-        return answer
-
-    def send(self, channel, message):
-        """Send a message and return the ack."""
-        return self.emit("send_message", {"channel": channel, "message": message})
-
-    def received(self, event):
-        """Payloads of the `event` events received and not yet looked at."""
-        self.inbox.extend(self.client.get_received())
-        matching = [packet for packet in self.inbox if packet["name"] == event]
-        self.inbox = [packet for packet in self.inbox if packet["name"] != event]
-        return [_payload(packet) for packet in matching]
-
-    def drain(self):
-        """Forget everything received so far."""
-        self.client.get_received()
-        self.inbox.clear()
-
-
-def _payload(packet):
-    # The test client keeps the payload of `message` events as is, and the
-    # arguments of every other event as a list.
-    if packet["name"] == "message":
-        return packet["args"]
-    return packet["args"][0] if packet["args"] else None
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import gevent
 import gevent.event
-import socketio
 from gevent.pywsgi import WSGIServer
 
 from app import create_app
@@ -186,69 +185,6 @@ class _ThreadLog(logging.Handler):
     def emit(self, record):
         if record.thread == self.thread:
             self.records.append(self.format(record))
-
-
-class Tab:
-    """A python-socketio client recording the `message` events it receives."""
-
-    def __init__(self, url, transports=("websocket",), name=None):
-        self.messages = []
-        self.events = {"presence": [], "typing": [], "chat_error": []}
-        self.arrived = threading.Condition()
-        self.client = socketio.Client(reconnection=False)
-        self.client.on("message", lambda data: self._record(self.messages, data))
-        for event, received in self.events.items():
-            self.client.on(event, lambda data, to=received: self._record(to, data))
-        self.client.connect(
-            url,
-            transports=list(transports),
-            auth={"name": name} if name else None,
-            wait_timeout=10,
-        )
-
-    def _record(self, received, data):
-        with self.arrived:
-            received.append(data)
-            self.arrived.notify_all()
-
-    def wait_event(self, event, done, timeout=15):
-        """Wait until done(payload) holds for some `event`; return that payload."""
-        with self.arrived:
-            self.arrived.wait_for(
-                lambda: any(done(data) for data in self.events[event]), timeout
-            )
-            return next((data for data in self.events[event] if done(data)), None)
-
-    def call(self, event, payload, timeout=10):
-        """Emit an event and wait for its ack."""
-        return self.client.call(event, payload, timeout=timeout)
-
-    def join(self, channel, **fields):
-        """Join a channel; the ack must be ok."""
-        ack = self.call("join", {"channel": channel, **fields})
-        assert ack["ok"] is True, ack
-        return ack
-
-    def send(self, channel, message):
-        """Send a message and wait for its ack."""
-        return self.call("send_message", {"channel": channel, "message": message})
-
-    def wait_for(self, count, timeout=15):
-        """Wait until `count` messages arrived; return all of them."""
-        return self.wait_until(lambda messages: len(messages) >= count, timeout)
-
-    def wait_until(self, done, timeout=15):
-        """Wait until done(messages) holds; return all messages."""
-        with self.arrived:
-            self.arrived.wait_for(lambda: done(self.messages), timeout)
-            return list(self.messages)
-
-    def texts(self, count, timeout=15):
-        """Wait for `count` messages; return their texts."""
-        return [message["message"] for message in self.wait_for(count, timeout)]
-
-    def close(self):
-        self.client.disconnect()
 
 
 class Nginx:

@@ -78,7 +78,7 @@ def test_joins_too_fast_are_refused_and_leave_the_socket_outside(member):
     member.join("a")
     member.join("b")
 
-    refused = member.emit("join", {"channel": "c"})
+    refused = member.call("join", {"channel": "c"})
     sent = member.send("c", "hello?")
 
     assert refused["code"] == "rate_limited"
@@ -91,7 +91,7 @@ def test_joins_too_fast_are_refused_and_leave_the_socket_outside(member):
 def test_typing_too_fast_is_refused(member):
     member.join("lobby")
 
-    acks = [member.emit("typing", {"channel": "lobby"}) for _ in range(3)]
+    acks = [member.call("typing", {"channel": "lobby"}) for _ in range(3)]
 
     assert [ack["ok"] for ack in acks] == [True, True, False]
     assert acks[2]["code"] == "rate_limited"
@@ -129,9 +129,9 @@ def test_a_connection_may_be_in_only_so_many_channels(member):
     member.join("a")
     member.join("b")
 
-    refused = member.emit("join", {"channel": "c"})
-    member.emit("leave", {"channel": "a"})
-    after_leaving = member.emit("join", {"channel": "c"})
+    refused = member.call("join", {"channel": "c"})
+    member.call("leave", {"channel": "a"})
+    after_leaving = member.call("join", {"channel": "c"})
 
     assert refused["code"] == "too_many_channels"
     assert after_leaving["ok"] is True
@@ -140,7 +140,7 @@ def test_a_connection_may_be_in_only_so_many_channels(member):
 
 @pytest.mark.parametrize("since", [10**23, 2**31, -1, 1.5, "7"])
 def test_join_since_out_of_range_is_refused_and_leaves_no_room(member, since):
-    refused = member.emit("join", {"channel": "lobby", "since": since})
+    refused = member.call("join", {"channel": "lobby", "since": since})
 
     assert refused["code"] == "invalid_since"
     assert member.send("lobby", "hello?")["code"] == "not_joined"

@@ -40,7 +40,7 @@ def test_invalid_name_at_connect_refuses_the_connection(connect, name):
 
 
 def test_invalid_name_in_join_is_refused(member):
-    ack = member.emit("join", {"channel": "lobby", "name": "x" * 33})
+    ack = member.call("join", {"channel": "lobby", "name": "x" * 33})
 
     assert ack["code"] == "invalid_name"
     assert member.received("chat_error")[0]["code"] == "invalid_name"
@@ -68,7 +68,7 @@ def test_leave_tells_the_room(connect):
     bob.join("lobby")
     ann.drain()
 
-    bob.emit("leave", {"channel": "lobby"})
+    bob.call("leave", {"channel": "lobby"})
 
     assert ann.received("presence") == [
         {"channel": "lobby", "count": 1, "members": ["ann"]}
@@ -172,7 +172,7 @@ def test_typing_reaches_the_others_with_the_author(connect):
     ann.join("lobby")
     bob.join("lobby")
 
-    assert ann.emit("typing", {"channel": "lobby"}) == {"ok": True}
+    assert ann.call("typing", {"channel": "lobby"}) == {"ok": True}
 
     assert bob.received("typing") == [{"channel": "lobby", "author": "ann"}]
     assert ann.received("typing") == []
@@ -184,7 +184,7 @@ def test_typing_is_throttled(connect):
     bob.join("lobby")
 
     for _ in range(5):
-        ann.emit("typing", {"channel": "lobby"})
+        ann.call("typing", {"channel": "lobby"})
 
     assert len(bob.received("typing")) == 1
 
@@ -193,10 +193,10 @@ def test_typing_right_after_a_message_is_news(connect):
     ann, bob = connect(auth={"name": "ann"}), connect(auth={"name": "bob"})
     ann.join("lobby")
     bob.join("lobby")
-    ann.emit("typing", {"channel": "lobby"})
+    ann.call("typing", {"channel": "lobby"})
 
     ann.send("lobby", "hi")
-    ann.emit("typing", {"channel": "lobby"})
+    ann.call("typing", {"channel": "lobby"})
 
     assert len(bob.received("typing")) == 2
 
@@ -207,8 +207,8 @@ def test_typing_throttle_is_per_interval(connect):
     ann.join("lobby")
     bob.join("lobby")
 
-    ann.emit("typing", {"channel": "lobby"})
-    ann.emit("typing", {"channel": "lobby"})
+    ann.call("typing", {"channel": "lobby"})
+    ann.call("typing", {"channel": "lobby"})
 
     assert len(bob.received("typing")) == 2
 
@@ -224,7 +224,7 @@ def test_typing_throttle_is_per_interval(connect):
 def test_bad_typing_is_refused(member, payload, code):
     member.join("lobby")
 
-    ack = member.emit("typing", payload)
+    ack = member.call("typing", payload)
 
     assert ack["code"] == code
     assert member.received("chat_error")[0]["code"] == code

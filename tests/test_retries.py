@@ -10,7 +10,7 @@ from app.chat.models import Receipt
 
 
 def send(member, channel, message, client_id):
-    return member.emit(
+    return member.call(
         "send_message", {"channel": channel, "message": message, "client_id": client_id}
     )
 

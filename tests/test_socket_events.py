@@ -141,10 +141,10 @@ def test_history_limit_is_configurable(connect):
 def test_page_flow_without_acks_works(connect):
     # The document's page emits without asking for acks.
     page, other = connect(), connect()
-    page.emit("join", {"channel": "lobby"}, ack=False)
-    other.emit("join", {"channel": "lobby"}, ack=False)
+    page.emit("join", {"channel": "lobby"})
+    other.emit("join", {"channel": "lobby"})
 
-    page.emit("send_message", {"channel": "lobby", "message": "hi"}, ack=False)
+    page.emit("send_message", {"channel": "lobby", "message": "hi"})
 
     assert [m["message"] for m in page.received("message")] == ["hi"]
     assert [m["message"] for m in other.received("message")] == ["hi"]
@@ -155,7 +155,7 @@ def test_leave_stops_delivery(connect):
     leaver.join("lobby")
     sender.join("lobby")
 
-    assert leaver.emit("leave", {"channel": "lobby"}) == {"ok": True}
+    assert leaver.call("leave", {"channel": "lobby"}) == {"ok": True}
     sender.send("lobby", "after you left")
 
     leaver.drain()
@@ -164,7 +164,7 @@ def test_leave_stops_delivery(connect):
 
 def test_sending_after_leaving_is_not_joined(member):
     member.join("lobby")
-    member.emit("leave", {"channel": "lobby"})
+    member.call("leave", {"channel": "lobby"})
 
     ack = member.send("lobby", "hello?")
 
@@ -242,7 +242,7 @@ def test_bad_input_is_refused_with_a_clear_error(member, caplog, event, payload,
     member.drain()
 
     with caplog.at_level(logging.WARNING):
-        ack = member.emit(event, payload)
+        ack = member.call(event, payload)
 
     assert ack["ok"] is False
     assert ack["code"] == code
@@ -269,15 +269,15 @@ def test_refused_message_stores_nothing(connect):
 def test_error_reaches_a_client_without_acks(member):
     member.join("lobby")
 
-    member.emit("send_message", {"channel": "lobby", "message": ""}, ack=False)
+    member.emit("send_message", {"channel": "lobby", "message": ""})
 
     (error,) = member.received("chat_error")
     assert error["code"] == "invalid_message"
 
 
 def test_events_with_no_payload_or_extra_arguments_are_answered(member):
-    assert member.emit("join")["code"] == "invalid_payload"
-    ack = member.emit("join", {"channel": "lobby"}, "extra", 3)
+    assert member.call("join")["code"] == "invalid_payload"
+    ack = member.call("join", {"channel": "lobby"}, "extra", 3)
     assert ack["ok"] is True
 
 
