@@ -18,6 +18,25 @@ from config import TestingConfig
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
+# What a test needs, from the fixtures it uses: the marker that lets each
+# group run alone (`pytest -m postgres`) or be left out (`-m "not browser"`).
+NEEDS = {
+    "postgres": {"postgres_url"},
+    "redis": {"redis_env", "redis_server"},
+    "browser": {"browser"},
+    "nginx": {"nginx_binary"},
+    "server": {"start_server", "run_process", "serve_process"},
+}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark each test with what it needs (see NEEDS)."""
+    for item in items:
+        for marker, fixtures in NEEDS.items():
+            if fixtures & set(item.fixturenames):
+                item.add_marker(marker)
+
+
 def settings(**overrides):
     """A TestingConfig with some settings changed."""
     return type("CustomTestingConfig", (TestingConfig,), overrides)
