@@ -92,8 +92,8 @@ class ChatEngine(Server):
             return _refused("invalid transport", transport)
         if method not in ("GET", "POST"):
             return _refused("unsupported method", method)
-        if jsonp is not None and (not jsonp.isdigit() or websocket):
-            return _refused("invalid JSONP index", jsonp)
+        if jsonp is not None and (not jsonp.isdigit() or websocket or version == "3"):
+            return _refused("JSONP: an index, for long-polling of protocol 4", jsonp)
         upgrade = environ.get("HTTP_UPGRADE", "").lower()
         if websocket and (method != "GET" or upgrade != "websocket"):
             return _refused("invalid WebSocket request", upgrade)
