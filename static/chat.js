@@ -1,594 +1,873 @@
 // The channel page: joins its channel over Socket.IO, shows every `message`
-// as text, sends the form's text as `send_message`, shows who is here and
-// who is typing, and catches up with `since` after every reconnect.
+// as text (links and @mentions marked), sends the box's text as
+// `send_message`, shows who is here and who is typing, and catches up with
+// `since` after every reconnect.
 //
 // Nothing typed is lost: a sent message is kept in localStorage as pending,
 // shown at the bottom of the log, and re-sent with the same client_id after
 // every (re)connect until the server acks it, which it does once however
 // often it is sent. Refused ones stay on screen until retried or discarded.
-(function () {
-  "use strict";
+//
+// Settings come from the page's JSON block (#chatSettings), rendered by the
+// server: the channel, its retention, and where the API and socket live.
+import { messageBox, fitToText } from "./composer.js";
+import { randomId, readStored, readText, storedList, writeStored, writeText } from "./storage.js";
+import { renderText } from "./text.js";
+import { localTime } from "./times.js";
 
-  var TYPING_EVERY_MS = 2000; // how often to tell others we are still typing
-  var TYPING_SHOWN_MS = 4000; // how long a typing notice stays without news
-  var NEAR_BOTTOM_PX = 48;
-  var SEND_TIMEOUT_MS = 15000; // no ack by then: send again (client_id makes it safe)
-  var RETRY_MS = 3000; // wait after a transient refusal before sending again
-  var OWN_KEPT = 500; // client_ids of own messages remembered across reloads
-  var TRANSIENT = ["unavailable", "rate_limited"]; // refusals worth retrying as is
+const settings = JSON.parse(document.getElementById("chatSettings").textContent);
+const { channel, historyLimit } = settings;
 
-  var main = document.querySelector("main.chat");
-  var channel = main.dataset.channel;
-  var room = document.querySelector(".chat-room");
-  var composer = document.querySelector("form.composer");
-  var input = document.getElementById("messageInput");
-  var connection = document.getElementById("connection");
-  var presenceLine = document.getElementById("presence");
-  var typingLine = document.getElementById("typing");
-  var errorBox = document.getElementById("chatError");
-  var jumpButton = document.getElementById("jumpToLatest");
-  var nameForm = document.querySelector("form.name-form");
-  var nameInput = document.getElementById("nameInput");
-  var baseTitle = document.title;
+// How often to tell others we are still typing: the server passes one
+// notice per interval, and the first after a sent message at once.
+const TYPING_EVERY_MS = Math.max(settings.typingIntervalMs, 250);
+const TYPING_SHOWN_MS = Math.max(4000, 2 * TYPING_EVERY_MS + 1000); // without news
+const NEAR_BOTTOM_PX = 48;
+const SEND_TIMEOUT_MS = 15000; // no ack by then: send again (client_id makes it safe)
+const RETRY_MS = 3000; // wait after a transient refusal before trying again
+const OWN_KEPT = 500; // client_ids of own messages remembered across reloads
+const GROUPED_WITHIN_MS = 5 * 60 * 1000; // one name line for a run of messages
+const TRANSIENT = new Set(["unavailable", "rate_limited"]); // worth retrying as is
+const PERSON = /^[A-Za-z0-9_-]{1,64}$/;
 
-  var PENDING_KEY = "chat.pending." + channel;
-  var DRAFT_KEY = "chat.draft." + channel;
-  var OWN_KEY = "chat.own";
+const KEYS = {
+  pending: `chat.pending.${channel}`,
+  draft: `chat.draft.${channel}`,
+  own: "chat.own",
+  name: "chat.name", // the last name the server accepted
+  person: "chat.person", // this browser's person key, for presence
+  notify: "chat.notify", // "on": notify of mentions while the tab is hidden
+};
 
-  var lastSeq = 0; // the highest seq shown; sent as `since` on reconnect
-  var joined = false; // joined on this connection: sending is allowed
-  var myName = localStorage.getItem("chat.name") || "";
-  var myIds = new Set(); // ids of messages this page sent
-  var ownClientIds = new Set(); // client_ids this browser created
-  var typists = new Map(); // author -> time their notice expires
-  var lastTypingSent = 0;
-  var unread = 0;
-  var missed = 0; // messages below the fold while reading older ones
-  var joinTimer = 0;
+const main = document.querySelector("main.chat");
+const header = document.getElementById("chatHeader");
+const headerToggle = document.getElementById("headerToggle");
+const room = document.querySelector(".chat-room");
+const composer = document.querySelector("form.composer");
+const input = document.getElementById("messageInput");
+const connection = document.getElementById("connection");
+const offlineBanner = document.getElementById("offlineBanner");
+const presenceLine = document.getElementById("presence");
+const typingLine = document.getElementById("typing");
+const errorBox = document.getElementById("chatError");
+const jumpButton = document.getElementById("jumpToLatest");
+const emptyHint = document.getElementById("emptyHint");
+const switcher = document.getElementById("channelSwitcher");
+const nameForm = document.querySelector("form.name-form");
+const nameInput = document.getElementById("nameInput");
+const nameError = document.getElementById("nameError");
+const notifyButton = document.getElementById("notifyMentions");
+const notifyNote = document.getElementById("notifyNote");
+const baseTitle = document.title;
 
-  // Messages typed here and not yet shown as delivered, oldest first:
-  // {clientId, message, failed, id, seq, entry}. `failed` is a permanent
-  // refusal {code, message}; `id` and `seq` come with the ack (stored).
-  var outbox = [];
-  var sending = null; // the record whose send awaits its ack
-  var retryTimer = 0;
+let lastSeq = 0; // the highest seq shown; sent as `since` on reconnect
+let joined = false; // joined on this connection: sending is allowed
+let caughtUp = false; // the first join's history is in: what comes now is news
+let myName = readText(KEYS.name); // the name others see (the server's guest name without one)
+let proposedName = null; // typed in the name field, not yet accepted by the server
+let person = personKey();
+let present = []; // names of the channel's members, for @mentions
+const myIds = new Set(); // ids of messages this page sent
+const ownClientIds = new Set(); // client_ids this browser created
+const typists = new Map(); // author -> time their notice expires
+let lastTypingSent = 0;
+let unread = 0;
+let unreadMentions = 0;
+let missed = 0; // messages below the fold while reading older ones
+let joinTimer = 0;
+let reconnectTimer = 0;
+let focusInBox = false; // where the person was typing, to return there
+const messageTexts = new WeakMap(); // .message element -> the message's text
 
-  nameInput.value = myName;
+// Messages typed here and not yet shown as delivered, oldest first:
+// {clientId, message, failed, id, seq, entry}. `failed` is a permanent
+// refusal {code, message}; `id` and `seq` come with the ack (stored).
+let outbox = [];
+let sending = null; // the record whose send awaits its ack
+let retryTimer = 0;
 
-  var socket = io({
-    // Asked on every (re)connect, so a changed name is used from then on.
-    auth: function (send) {
-      send(myName ? { name: myName } : {});
-    },
-  });
+const keptLine = document.createElement("p");
+keptLine.className = "kept-line";
+keptLine.textContent =
+  `Messages above this line are no longer kept: this channel keeps its newest ${historyLimit}, ` +
+  "so a reload will not show them.";
 
-  // Browser storage. It may be full or refused (private modes, policies):
-  // failures are reported, never thrown, so callers can keep the text.
+nameInput.value = myName;
 
-  function readStored(key, fallback) {
-    try {
-      var value = JSON.parse(localStorage.getItem(key));
-      return value === null ? fallback : value;
-    } catch (error) {
-      return fallback;
+// `io` comes from the socket.io client's own script, loaded before this module.
+const socket = io({
+  path: settings.socketPath,
+  // Asked on every (re)connect: the last accepted name, and the person key.
+  auth: (send) => send(myName ? { name: myName, person } : { person }),
+});
+
+// A random key for the person using this browser: all their tabs send it,
+// so presence counts them once.
+function personKey() {
+  const stored = readText(KEYS.person);
+  if (PERSON.test(stored)) return stored;
+  const fresh = randomId();
+  writeText(KEYS.person, fresh);
+  return fresh;
+}
+
+// Own messages: those whose client_id this browser made, kept for the
+// last OWN_KEPT so they stay set apart after a reload and in other tabs.
+
+function rememberOwn(clientId) {
+  ownClientIds.add(clientId);
+  const kept = storedList(KEYS.own).filter((id) => id !== clientId);
+  kept.push(clientId);
+  writeStored(KEYS.own, kept.slice(-OWN_KEPT));
+}
+
+function loadOwn() {
+  for (const id of storedList(KEYS.own)) ownClientIds.add(id);
+}
+
+function isOwn(data) {
+  return myIds.has(data.id) || (data.client_id != null && ownClientIds.has(data.client_id));
+}
+
+// Another tab of this browser may have sent messages or changed the name.
+window.addEventListener("storage", (event) => {
+  if (event.key === KEYS.own) {
+    loadOwn();
+    for (const entry of room.querySelectorAll(".entry:not(.pending)")) {
+      if (ownClientIds.has(entry.dataset.clientId)) markOwn(entry);
     }
+  } else if (event.key === KEYS.name && event.newValue && event.newValue !== myName) {
+    proposedName = event.newValue;
+    if (joined) join();
   }
+});
 
-  function writeStored(key, value) {
-    try {
-      if (value === null) localStorage.removeItem(key);
-      else localStorage.setItem(key, JSON.stringify(value));
-      return true;
-    } catch (error) {
-      return false;
-    }
+// Connection state. Sending stays possible offline: messages wait as pending.
+
+function setConnection(state, label) {
+  connection.dataset.state = state;
+  connection.textContent = label;
+  main.dataset.connection = state;
+  offlineBanner.hidden = state !== "offline";
+  if (state === "offline") {
+    presenceLine.textContent = "Offline: who is here shows again once you are back.";
   }
+}
 
-  function storedList(key) {
-    var list = readStored(key, []);
-    return Array.isArray(list) ? list : [];
+function showError(text) {
+  errorBox.textContent = text || "";
+  errorBox.hidden = !text;
+}
+
+socket.on("connect", () => {
+  clearTimeout(reconnectTimer);
+  setConnection("online", "Online");
+  join();
+});
+
+socket.on("disconnect", () => {
+  setConnection("offline", "Offline, reconnecting…");
+  joined = false;
+  sending = null; // its ack will never come; re-sent after the next join
+  clearTimeout(retryTimer);
+  retryTimer = 0;
+  clearTimeout(joinTimer);
+  typists.clear();
+  renderTyping();
+});
+
+// A network failure: the client retries by itself. A refusal by the server
+// ({code, message} as data): the client stops, so fix what we can and try
+// again, at once for a refused name (connecting without it).
+socket.on("connect_error", (error) => {
+  setConnection("offline", "Offline, reconnecting…");
+  const refusal = error.data;
+  if (refusal && refusal.code === "invalid_name") {
+    nameRefused(refusal.message, { forget: true });
+  } else if (refusal && refusal.code === "invalid_person") {
+    writeText(KEYS.person, null);
+    person = personKey();
+  } else if (refusal) {
+    showError(refusal.message);
+  } else {
+    console.info("Channel Chat: cannot connect yet:", error.message);
   }
-
-  // Own messages: those whose client_id this browser made, kept for the
-  // last OWN_KEPT so they stay set apart after a reload.
-
-  function rememberOwn(clientId) {
-    ownClientIds.add(clientId);
-    var kept = storedList(OWN_KEY).filter(function (id) { return id !== clientId; });
-    kept.push(clientId);
-    writeStored(OWN_KEY, kept.slice(-OWN_KEPT));
+  if (!socket.active) {
+    clearTimeout(reconnectTimer);
+    const delay = refusal && refusal.code.startsWith("invalid_") ? 0 : RETRY_MS;
+    reconnectTimer = setTimeout(() => socket.connect(), delay);
   }
+});
 
-  function loadOwn() {
-    storedList(OWN_KEY).forEach(function (id) { ownClientIds.add(id); });
-  }
+// Joining and catching up. A name typed in the header goes with the join,
+// and becomes the page's name only once the server accepts it.
 
-  function isOwn(data) {
-    return myIds.has(data.id) || (data.client_id != null && ownClientIds.has(data.client_id));
-  }
-
-  // Another tab of this browser may have sent messages meanwhile.
-  window.addEventListener("storage", function (event) {
-    if (event.key === OWN_KEY) loadOwn();
-  });
-
-  // crypto.randomUUID exists only in secure contexts (https, localhost);
-  // a page served over plain http gets 128 random bits in hex instead.
-  function newClientId() {
-    if (crypto.randomUUID) return crypto.randomUUID();
-    var bytes = crypto.getRandomValues(new Uint8Array(16));
-    return Array.from(bytes, function (byte) {
-      return (byte + 256).toString(16).slice(1);
-    }).join("");
-  }
-
-  // Connection state. Sending stays possible offline: messages wait as pending.
-
-  function setConnection(state, label) {
-    connection.dataset.state = state;
-    connection.textContent = label;
-  }
-
-  function showError(text) {
-    errorBox.textContent = text || "";
-    errorBox.hidden = !text;
-  }
-
-  socket.on("connect", function () {
-    setConnection("online", "Online");
-    join();
-  });
-
-  socket.on("disconnect", function () {
-    setConnection("offline", "Offline, reconnecting…");
-    joined = false;
-    sending = null; // its ack will never come; re-sent after the next join
-    clearTimeout(retryTimer);
-    retryTimer = 0;
-    clearTimeout(joinTimer);
-    typists.clear();
-    renderTyping();
-  });
-
-  socket.on("connect_error", function (error) {
-    setConnection("offline", "Offline, reconnecting…");
-    if (error.data && error.data.message) showError(error.data.message);
-  });
-
-  // Joining and catching up.
-
-  function join(fields) {
-    var payload = Object.assign({ channel: channel }, fields || {});
-    if (lastSeq) payload.since = lastSeq;
-    socket.emit("join", payload, function (ack) {
-      if (!ack.ok) return joinRefused(ack, fields);
-      joined = true;
-      showError("");
-      myName = ack.name;
-      if (!nameInput.value || document.activeElement !== nameInput) nameInput.value = myName;
-      showPresence(ack);
-      if (!ack.recovered) return reloadHistory();
-      dropPruned(ack.last_seq);
-      sendNext(); // what waited for a connection goes now
-    });
-  }
-
-  function joinRefused(ack, fields) {
-    showError(ack.message);
-    if (isTransient(ack)) {
-      clearTimeout(joinTimer);
-      joinTimer = setTimeout(function () {
-        if (socket.connected) join(fields);
-      }, retryDelay(ack));
-    }
-  }
-
-  // Messages after `since` were pruned before we got them: start over from
-  // the retained history, and say that some were missed. Pending messages
-  // stay below it.
-  function reloadHistory() {
-    room.replaceChildren(gapNotice());
-    outbox.forEach(function (record) { room.append(record.entry); });
-    lastSeq = 0;
-    join();
-  }
-
-  socket.on("resync", function (data) {
-    if (data.channel === channel) reloadHistory();
-  });
-
-  function gapNotice() {
-    var notice = document.createElement("p");
-    notice.className = "gap";
-    notice.textContent = "Some messages were missed while you were away.";
-    return notice;
-  }
-
-  // Messages.
-
-  function localTime(iso) {
-    var when = new Date(iso);
-    if (isNaN(when)) return { short: "", long: "" };
-    return {
-      short: when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
-      long: when.toLocaleString(),
-    };
-  }
-
-  function messageElement(data) {
-    var entry = document.createElement("article");
-    entry.className = "entry";
-    entry.dataset.seq = data.seq;
-    entry.dataset.id = data.id;
-    if (isOwn(data)) entry.classList.add("own");
-    var meta = document.createElement("header");
-    var author = document.createElement("span");
-    author.className = "author";
-    author.textContent = data.author || "anonymous";
-    var time = document.createElement("time");
-    var when = localTime(data.created_at);
-    time.dateTime = data.created_at;
-    time.textContent = when.short;
-    time.title = when.long;
-    meta.append(author, " ", time);
-    entry.append(meta, textElement(data.message));
-    return entry;
-  }
-
-  function textElement(message) {
-    var text = document.createElement("div");
-    text.className = "message";
-    text.textContent = message; // text, never markup
-    return text;
-  }
-
-  // Pending messages stay at the bottom, in the order they were typed;
-  // delivered ones go above them.
-  function insertDelivered(entry) {
-    room.insertBefore(entry, room.querySelector(".entry.pending"));
-  }
-
-  function nearBottom() {
-    return room.scrollHeight - room.scrollTop - room.clientHeight < NEAR_BOTTOM_PX;
-  }
-
-  function scrollToLatest() {
-    room.scrollTop = room.scrollHeight;
-    missed = 0;
-    jumpButton.hidden = true;
-  }
-
-  socket.on("message", function (data) {
-    if (data.channel !== channel || data.seq <= lastSeq) return; // shown already
-    lastSeq = data.seq;
-    var record = recordOf(data);
-    var own = Boolean(record) || isOwn(data);
-    var follow = nearBottom() || own;
-    if (record) drop(record); // its delivered entry replaces it
-    insertDelivered(messageElement(data));
-    typists.delete(data.author);
-    renderTyping();
-    if (follow) {
-      scrollToLatest();
-    } else {
-      missed += 1;
-      jumpButton.textContent = missed + " new message" + (missed === 1 ? "" : "s") + " ↓";
-      jumpButton.hidden = false;
-    }
-    if (document.hidden && !own) {
-      unread += 1;
-      document.title = "(" + unread + ") " + baseTitle;
-    }
-  });
-
-  room.addEventListener("scroll", function () {
-    if (nearBottom()) scrollToLatest();
-  });
-  jumpButton.addEventListener("click", scrollToLatest);
-
-  document.addEventListener("visibilitychange", function () {
-    if (!document.hidden) {
-      unread = 0;
-      document.title = baseTitle;
-    }
-  });
-
-  socket.on("chat_error", function (error) {
-    // A refused message shows its reason on its own entry.
-    if (error.event !== "send_message") showError(error.message);
-  });
-
-  // Pending messages: kept in localStorage from the moment they are typed
-  // until the server acks them, so a reload or a crash loses none.
-
-  function storedPending() {
-    return storedList(PENDING_KEY).filter(function (item) {
-      return item && typeof item.clientId === "string" && typeof item.message === "string";
-    });
-  }
-
-  // Read, change, write back: another tab of this channel may have stored
-  // its own pending messages since we last looked.
-  function storePending(record) {
-    var list = storedPending();
-    var saved = { clientId: record.clientId, message: record.message, failed: record.failed };
-    var at = list.findIndex(function (item) { return item.clientId === record.clientId; });
-    if (at === -1) list.push(saved);
-    else list[at] = saved;
-    return writeStored(PENDING_KEY, list);
-  }
-
-  function unstorePending(clientId) {
-    var list = storedPending().filter(function (item) { return item.clientId !== clientId; });
-    writeStored(PENDING_KEY, list.length ? list : null);
-  }
-
-  function recordOf(data) {
-    return outbox.find(function (record) {
-      return (data.client_id != null && record.clientId === data.client_id) ||
-        (record.id !== undefined && record.id === data.id);
-    });
-  }
-
-  function recordOfEntry(entry) {
-    return outbox.find(function (record) { return record.entry === entry; });
-  }
-
-  function queue(record) {
-    record.entry = pendingElement(record);
-    outbox.push(record);
-    room.append(record.entry);
-    showStatus(record);
-  }
-
-  // Off screen and out of storage: delivered, or discarded by its author.
-  function drop(record) {
-    outbox = outbox.filter(function (other) { return other !== record; });
-    record.entry.remove();
-    unstorePending(record.clientId);
-  }
-
-  function pendingElement(record) {
-    var entry = document.createElement("article");
-    entry.className = "entry own pending";
-    entry.dataset.clientId = record.clientId;
-    var meta = document.createElement("header");
-    var author = document.createElement("span");
-    author.className = "author";
-    author.textContent = myName || "You";
-    var status = document.createElement("span");
-    status.className = "status";
-    meta.append(author, " ", status);
-    var reason = document.createElement("p");
-    reason.className = "reason";
-    var actions = document.createElement("div");
-    actions.className = "actions";
-    actions.append(
-      actionButton("retry", "Retry", "Send it again"),
-      actionButton("edit", "Edit", "Put it back in the message box"),
-      actionButton("discard", "Discard", "Delete this message")
-    );
-    entry.append(meta, textElement(record.message), reason, actions);
-    return entry;
-  }
-
-  function actionButton(action, label, title) {
-    var button = document.createElement("button");
-    button.type = "button";
-    button.dataset.action = action;
-    button.textContent = label;
-    button.title = title;
-    return button;
-  }
-
-  function showStatus(record) {
-    var entry = record.entry;
-    entry.classList.toggle("failed", Boolean(record.failed));
-    entry.querySelector(".status").textContent = record.failed ? "Not sent" : "Sending…";
-    entry.querySelector(".reason").textContent = record.failed ? record.failed.message : "";
-    entry.querySelector(".reason").hidden = entry.querySelector(".actions").hidden = !record.failed;
-  }
-
-  // Sending: the oldest unsent message first and one at a time, so they are
-  // stored in the order they were typed.
-
-  function sendNext() {
-    if (sending || retryTimer || !joined || !socket.connected) return;
-    var next = outbox.find(function (record) {
-      return !record.failed && record.id === undefined;
-    });
-    if (next) send(next);
-  }
-
-  function retryLater(delay) {
-    clearTimeout(retryTimer);
-    retryTimer = setTimeout(function () {
-      retryTimer = 0;
-      sendNext();
-    }, delay);
-  }
-
-  function isTransient(ack) {
-    return TRANSIENT.indexOf(ack.code) !== -1;
-  }
-
-  function retryDelay(ack) {
-    return ack.code === "rate_limited" && ack.retry_after > 0 ? ack.retry_after * 1000 : RETRY_MS;
-  }
-
-  function send(record) {
-    sending = record;
-    var payload = { channel: channel, message: record.message, client_id: record.clientId };
-    socket.timeout(SEND_TIMEOUT_MS).emit("send_message", payload, function (error, ack) {
-      if (sending === record) sending = null;
-      if (error) {
-        // No ack in time: send again. Disconnected: the next join re-sends.
-        if (socket.connected) retryLater(RETRY_MS);
-        return;
-      }
-      if (ack.ok) confirmed(record, ack);
-      else if (isTransient(ack)) return retryLater(retryDelay(ack));
-      else refused(record, ack);
-      sendNext();
-    });
-  }
-
-  // Stored: nothing more to send. The entry waits for its `message` event,
-  // unless that came first (so it was not recognised: no client_id).
-  function confirmed(record, ack) {
-    myIds.add(ack.id);
-    record.id = ack.id;
-    record.seq = ack.seq;
-    unstorePending(record.clientId);
-    var shown = room.querySelector('.entry:not(.pending)[data-id="' + ack.id + '"]');
-    if (shown) {
-      shown.classList.add("own");
-      drop(record);
-    }
-  }
-
-  function refused(record, ack) {
-    record.failed = { code: ack.code, message: ack.message };
-    storePending(record);
-    showStatus(record);
-  }
-
-  // A join's history holds every retained message up to `last_seq`; a stored
-  // message of ours not among them was pruned before we saw it, like the
-  // other missed ones.
-  function dropPruned(lastSeqOfJoin) {
-    outbox.filter(function (record) {
-      return record.seq !== undefined && record.seq <= lastSeqOfJoin;
-    }).forEach(drop);
-  }
-
-  room.addEventListener("click", function (event) {
-    var button = event.target.closest(".entry.pending button[data-action]");
-    var record = button && recordOfEntry(button.closest(".entry"));
-    if (!record) return;
-    if (button.dataset.action === "retry") retry(record);
-    else if (button.dataset.action === "edit") edit(record);
-    else if (button.dataset.action === "discard") drop(record);
-  });
-
-  function retry(record) {
-    record.failed = null;
-    storePending(record);
-    showStatus(record);
-    sendNext();
-  }
-
-  // Back into the message box (after what is there already), to be changed
-  // and sent as a new message.
-  function edit(record) {
-    input.value = input.value ? input.value + " " + record.message : record.message;
-    saveDraft();
-    drop(record);
-    input.focus();
-  }
-
-  composer.addEventListener("submit", function (event) {
-    event.preventDefault();
-    var message = input.value;
-    if (!message.trim()) return;
-    var record = { clientId: newClientId(), message: message, failed: null };
-    // Cleared only once it is safe in storage; otherwise it stays typed.
-    if (!storePending(record)) {
-      return showError("This browser would not store the message, so it was not sent.");
-    }
+function join() {
+  const payload = { channel };
+  if (lastSeq) payload.since = lastSeq;
+  const name = proposedName;
+  if (name) payload.name = name;
+  socket.emit("join", payload, (ack) => {
+    if (!ack.ok) return joinRefused(ack, name);
+    joined = true;
     showError("");
-    input.value = "";
-    saveDraft();
-    lastTypingSent = 0; // typing again after this is news
-    rememberOwn(record.clientId);
-    queue(record);
+    if (name) nameAccepted(ack.name);
+    if (proposedName && proposedName !== name) return join(); // typed meanwhile
+    setMyName(ack.name);
+    showPresence(ack);
+    if (!ack.recovered) return startOver(payload.since);
+    caughtUp = true;
+    dropPruned(ack.last_seq);
+    showEmptyHint();
+    returnFocus();
+    sendNext(); // what waited for a connection goes now
+  });
+}
+
+function joinRefused(ack, name) {
+  if (ack.code === "invalid_name" && name) {
+    nameRefused(ack.message);
+    if (!joined) join(); // that join carried the refused name: again without it
+    return;
+  }
+  showError(ack.message);
+  if (TRANSIENT.has(ack.code)) {
+    clearTimeout(joinTimer);
+    joinTimer = setTimeout(() => {
+      if (socket.connected) join();
+    }, retryDelay(ack));
+  }
+}
+
+// Messages after `since` were pruned before we got them: say so below what
+// was already shown up to `since`, which stays, and show the retained
+// history under it (again: it may hold messages of another numbering, after
+// a database reset). Pending messages stay below everything.
+function startOver(since) {
+  for (const entry of room.querySelectorAll(".entry:not(.pending)")) {
+    if (Number(entry.dataset.seq) > since) {
+      removeEntry(entry); // sent with the refused catch-up; comes again
+    } else {
+      // Read before the gap, numbered in a way that may not last.
+      entry.dataset.earlierSeq = entry.dataset.seq;
+      delete entry.dataset.seq;
+      delete entry.dataset.id;
+    }
+  }
+  const firstPending = room.querySelector(".entry.pending");
+  const before = firstPending ? firstPending.previousElementSibling : room.lastElementChild;
+  if (!before || !before.classList.contains("gap")) room.insertBefore(gapNotice(), firstPending);
+  lastSeq = 0;
+  join();
+}
+
+socket.on("resync", (data) => {
+  if (data.channel === channel) startOver(lastSeq);
+});
+
+function gapNotice() {
+  const notice = document.createElement("p");
+  notice.className = "gap";
+  notice.textContent =
+    `Messages were missed here while you were away: this channel keeps only its newest ${historyLimit}.`;
+  return notice;
+}
+
+// Messages.
+
+function messageElement(data) {
+  const entry = document.createElement("article");
+  entry.className = "entry";
+  entry.dataset.seq = data.seq;
+  entry.dataset.id = data.id;
+  entry.dataset.author = data.author ?? "";
+  entry.dataset.at = data.created_at;
+  if (data.client_id != null) entry.dataset.clientId = data.client_id;
+  const meta = document.createElement("header");
+  const time = document.createElement("time");
+  const when = localTime(data.created_at);
+  time.dateTime = data.created_at;
+  time.textContent = when.short;
+  time.title = when.long;
+  meta.append(authorElement(data.author || "anonymous"), " ", time);
+  entry.append(meta, textElement(data.message, entry));
+  if (isOwn(data)) markOwn(entry);
+  return entry;
+}
+
+function authorElement(name) {
+  const author = document.createElement("span");
+  author.className = "author";
+  author.dir = "auto";
+  author.textContent = name;
+  return author;
+}
+
+function textElement(message, entry) {
+  const text = document.createElement("div");
+  text.className = "message";
+  text.dir = "auto";
+  fillText(text, message, entry);
+  return text;
+}
+
+// Text, never markup: links and mentions are built as elements around it.
+// The entry is marked when the text mentions us (and is not our own).
+function fillText(element, message, entry) {
+  messageTexts.set(element, message);
+  const { fragment, mentionsMe } = renderText(message, { names: present, me: myName });
+  element.replaceChildren(fragment);
+  entry.classList.toggle("mentions-me", mentionsMe && !entry.classList.contains("own"));
+}
+
+// Mentions depend on who is here and on our name: mark them again when
+// either changes.
+function setMentionNames(names, me) {
+  if (names.join("\n") === present.join("\n") && me === myName) return;
+  present = names;
+  myName = me;
+  for (const text of room.querySelectorAll(".entry .message")) {
+    fillText(text, messageTexts.get(text), text.closest(".entry"));
+  }
+}
+
+function setMyName(name) {
+  setMentionNames(present, name);
+  if (document.activeElement !== nameInput) nameInput.value = name;
+}
+
+function markOwn(entry) {
+  entry.classList.add("own");
+  entry.classList.remove("mentions-me");
+  regroup(entry);
+  regroup(entry.nextElementSibling);
+}
+
+// Consecutive messages of one author within a few minutes share one name
+// line; the others' name lines stay for screen readers, off screen.
+function regroup(entry) {
+  if (!entry || !entry.classList.contains("entry")) return;
+  const previous = entry.previousElementSibling;
+  const continued =
+    !entry.classList.contains("pending") &&
+    previous !== null &&
+    previous.matches(".entry:not(.pending)") &&
+    previous.dataset.author === entry.dataset.author &&
+    previous.classList.contains("own") === entry.classList.contains("own") &&
+    new Date(entry.dataset.at) - new Date(previous.dataset.at) < GROUPED_WITHIN_MS;
+  entry.classList.toggle("continued", continued);
+}
+
+// Pending messages stay at the bottom, in the order they were typed;
+// delivered ones go above them.
+function insertDelivered(entry) {
+  room.insertBefore(entry, room.querySelector(".entry.pending"));
+  regroup(entry);
+  regroup(entry.nextElementSibling);
+}
+
+// Once the log shows more than the channel keeps, a line marks where what a
+// reload shows begins.
+function markRetained() {
+  const firstKept = room.querySelector(`.entry[data-seq="${lastSeq - historyLimit + 1}"]`);
+  const previous = firstKept && firstKept.previousElementSibling;
+  if (!previous || previous === keptLine || !previous.classList.contains("entry")) return;
+  const after = keptLine.nextElementSibling;
+  room.insertBefore(keptLine, firstKept);
+  regroup(firstKept);
+  regroup(after);
+}
+
+function showEmptyHint() {
+  emptyHint.hidden = room.querySelector(".entry") !== null;
+}
+
+function nearBottom() {
+  return room.scrollHeight - room.scrollTop - room.clientHeight < NEAR_BOTTOM_PX;
+}
+
+function scrollToLatest() {
+  room.scrollTop = room.scrollHeight;
+  missed = 0;
+  jumpButton.hidden = true;
+}
+
+socket.on("message", (data) => {
+  if (data.channel !== channel || data.seq <= lastSeq) return; // shown already
+  lastSeq = data.seq;
+  const record = recordOf(data);
+  const own = Boolean(record) || isOwn(data);
+  const follow = nearBottom() || own;
+  if (record) drop(record); // its delivered entry replaces it
+  const entry = messageElement(data);
+  if (own) markOwn(entry);
+  insertDelivered(entry);
+  markRetained();
+  showEmptyHint();
+  typists.delete(data.author);
+  renderTyping();
+  if (follow) {
     scrollToLatest();
+  } else {
+    missed += 1;
+    jumpButton.textContent = `${missed} new message${missed === 1 ? "" : "s"} ↓`;
+    jumpButton.hidden = false;
+  }
+  const mentionsMe = entry.classList.contains("mentions-me");
+  if (document.hidden && !own) {
+    unread += 1;
+    if (mentionsMe) unreadMentions += 1;
+    showUnread();
+  }
+  if (mentionsMe && caughtUp) notifyMention(data);
+});
+
+room.addEventListener("scroll", () => {
+  if (nearBottom()) scrollToLatest();
+});
+jumpButton.addEventListener("click", scrollToLatest);
+
+function showUnread() {
+  if (!unread) document.title = baseTitle;
+  else if (!unreadMentions) document.title = `(${unread}) ${baseTitle}`;
+  else document.title = `(${unread} · @${unreadMentions}) ${baseTitle}`;
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) {
+    unread = 0;
+    unreadMentions = 0;
+    showUnread();
+  }
+});
+
+socket.on("chat_error", (error) => {
+  // A refused message shows its reason on its own entry, and a refused
+  // join in its ack; a refused typing notice is nobody's business.
+  if (error.event === "typing") console.warn("Channel Chat: typing refused:", error.message);
+  else if (error.event !== "send_message" && error.event !== "join") showError(error.message);
+});
+
+// Pending messages: kept in localStorage from the moment they are typed
+// until the server acks them, so a reload or a crash loses none.
+
+function storedPending() {
+  return storedList(KEYS.pending).filter(
+    (item) => item && typeof item.clientId === "string" && typeof item.message === "string"
+  );
+}
+
+// Read, change, write back: another tab of this channel may have stored
+// its own pending messages since we last looked.
+function storePending(record) {
+  const list = storedPending();
+  const saved = { clientId: record.clientId, message: record.message, failed: record.failed };
+  const at = list.findIndex((item) => item.clientId === record.clientId);
+  if (at === -1) list.push(saved);
+  else list[at] = saved;
+  return writeStored(KEYS.pending, list);
+}
+
+function unstorePending(clientId) {
+  const list = storedPending().filter((item) => item.clientId !== clientId);
+  writeStored(KEYS.pending, list.length ? list : null);
+}
+
+function recordOf(data) {
+  return outbox.find(
+    (record) =>
+      (data.client_id != null && record.clientId === data.client_id) ||
+      (record.id !== undefined && record.id === data.id)
+  );
+}
+
+function recordOfEntry(entry) {
+  return outbox.find((record) => record.entry === entry);
+}
+
+function queue(record) {
+  record.entry = pendingElement(record);
+  outbox.push(record);
+  room.append(record.entry);
+  showStatus(record);
+  showEmptyHint();
+}
+
+// Off screen and out of storage: delivered, or discarded by its author.
+function drop(record) {
+  outbox = outbox.filter((other) => other !== record);
+  removeEntry(record.entry);
+  unstorePending(record.clientId);
+}
+
+function removeEntry(entry) {
+  const next = entry.nextElementSibling;
+  entry.remove();
+  regroup(next);
+  showEmptyHint();
+}
+
+function pendingElement(record) {
+  const entry = document.createElement("article");
+  entry.className = "entry own pending";
+  entry.dataset.clientId = record.clientId;
+  const meta = document.createElement("header");
+  const status = document.createElement("span");
+  status.className = "status";
+  meta.append(authorElement(myName || "You"), " ", status);
+  const reason = document.createElement("p");
+  reason.className = "reason";
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  actions.append(
+    actionButton("retry", "Retry", "Send it again"),
+    actionButton("edit", "Edit", "Put it back in the message box"),
+    actionButton("discard", "Discard", "Delete this message")
+  );
+  entry.append(meta, textElement(record.message, entry), reason, actions);
+  return entry;
+}
+
+function actionButton(action, label, title) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.dataset.action = action;
+  button.textContent = label;
+  button.title = title;
+  return button;
+}
+
+function showStatus(record) {
+  const { entry } = record;
+  entry.classList.toggle("failed", Boolean(record.failed));
+  entry.querySelector(".status").textContent = record.failed ? "Not sent" : "Sending…";
+  entry.querySelector(".reason").textContent = record.failed ? record.failed.message : "";
+  entry.querySelector(".reason").hidden = !record.failed;
+  entry.querySelector(".actions").hidden = !record.failed;
+}
+
+// Sending: the oldest unsent message first and one at a time, so they are
+// stored in the order they were typed.
+
+function sendNext() {
+  if (sending || retryTimer || !joined || !socket.connected) return;
+  const next = outbox.find((record) => !record.failed && record.id === undefined);
+  if (next) send(next);
+}
+
+function retryLater(delay) {
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(() => {
+    retryTimer = 0;
+    sendNext();
+  }, delay);
+}
+
+function retryDelay(ack) {
+  return ack.code === "rate_limited" && ack.retry_after > 0 ? ack.retry_after * 1000 : RETRY_MS;
+}
+
+function send(record) {
+  sending = record;
+  const payload = { channel, message: record.message, client_id: record.clientId };
+  socket.timeout(SEND_TIMEOUT_MS).emit("send_message", payload, (error, ack) => {
+    if (sending === record) sending = null;
+    if (error) {
+      // No ack in time: send again. Disconnected: the next join re-sends.
+      if (socket.connected) retryLater(RETRY_MS);
+      return;
+    }
+    if (ack.ok) confirmed(record, ack);
+    else if (TRANSIENT.has(ack.code)) return retryLater(retryDelay(ack));
+    else refused(record, ack);
     sendNext();
   });
+}
 
-  // What is being typed survives a reload too.
-  function saveDraft() {
-    writeStored(DRAFT_KEY, input.value || null);
+// Stored: nothing more to send. The entry waits for its `message` event,
+// unless that came first (so it was not recognised: no client_id).
+function confirmed(record, ack) {
+  myIds.add(ack.id);
+  record.id = ack.id;
+  record.seq = ack.seq;
+  lastTypingSent = 0; // typing after this is news, and the server lets it through
+  unstorePending(record.clientId);
+  const shown = room.querySelector(`.entry:not(.pending)[data-id="${ack.id}"]`);
+  if (shown) {
+    markOwn(shown);
+    drop(record);
   }
+}
 
-  function restoreDraft() {
-    var draft = readStored(DRAFT_KEY, "");
-    if (typeof draft === "string") input.value = draft;
+function refused(record, ack) {
+  record.failed = { code: ack.code, message: ack.message };
+  storePending(record);
+  showStatus(record);
+}
+
+// A join's history holds every retained message up to `last_seq`; a stored
+// message of ours not among them was pruned before we saw it, like the
+// other missed ones.
+function dropPruned(lastSeqOfJoin) {
+  outbox
+    .filter((record) => record.seq !== undefined && record.seq <= lastSeqOfJoin)
+    .forEach(drop);
+}
+
+room.addEventListener("click", (event) => {
+  const button = event.target.closest(".entry.pending button[data-action]");
+  const record = button && recordOfEntry(button.closest(".entry"));
+  if (!record) return;
+  if (button.dataset.action === "retry") retry(record);
+  else if (button.dataset.action === "edit") edit(record);
+  else if (button.dataset.action === "discard") drop(record);
+});
+
+function retry(record) {
+  record.failed = null;
+  storePending(record);
+  showStatus(record);
+  sendNext();
+}
+
+// Back into the message box (on a line after what is there already), to
+// be changed and sent as a new message.
+function edit(record) {
+  input.value = input.value ? `${input.value}\n${record.message}` : record.message;
+  fitToText(input);
+  saveDraft();
+  drop(record);
+  input.focus();
+}
+
+composer.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const message = input.value;
+  if (!message.trim()) return;
+  const record = { clientId: randomId(), message, failed: null };
+  // Cleared only once it is safe in storage; otherwise it stays typed.
+  if (!storePending(record)) {
+    showError("This browser would not store the message, so it was not sent.");
+    return;
   }
+  showError("");
+  input.value = "";
+  fitToText(input);
+  saveDraft();
+  lastTypingSent = 0; // typing again after this is news
+  rememberOwn(record.clientId);
+  queue(record);
+  scrollToLatest();
+  sendNext();
+  input.focus();
+});
 
-  // Names.
+// What is being typed survives a reload too.
+function saveDraft() {
+  writeStored(KEYS.draft, input.value || null);
+}
 
-  nameForm.addEventListener("submit", function (event) {
-    event.preventDefault();
-    var name = nameInput.value.trim();
-    if (!name || name === myName) return;
-    localStorage.setItem("chat.name", name);
-    myName = name;
-    join({ name: name });
-  });
+function restoreDraft() {
+  const draft = readStored(KEYS.draft, "");
+  if (typeof draft === "string") input.value = draft;
+}
 
-  // Presence and typing.
+// The focus returns to the message box when the connection does, if that
+// is where the person was.
+input.addEventListener("focus", () => {
+  focusInBox = true;
+});
+document.addEventListener("focusin", (event) => {
+  if (event.target !== input) focusInBox = false;
+});
 
-  function showPresence(presence) {
-    var names = presence.members.slice(0, 5).join(", ");
-    var more = presence.count - Math.min(presence.count, 5);
-    presenceLine.textContent =
-      presence.count + " online: " + names + (more > 0 ? " and " + more + " more" : "");
+function returnFocus() {
+  const lost = !document.activeElement || document.activeElement === document.body;
+  if (focusInBox && lost) input.focus();
+}
+
+// Names: checked by the server before the page keeps them.
+
+nameForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = nameInput.value.trim();
+  if (!name) {
+    nameRefused("Type a name to use, or keep the one you have.");
+    return;
   }
+  if (name === myName) {
+    showNameError("");
+    nameInput.value = myName;
+    return;
+  }
+  proposedName = name;
+  showNameError("");
+  if (joined) join();
+  else showNameError("Your name is checked once you are back online.", { note: true });
+});
 
-  socket.on("presence", function (presence) {
-    if (presence.channel === channel) showPresence(presence);
-  });
+function nameAccepted(name) {
+  proposedName = null;
+  writeText(KEYS.name, name);
+  nameInput.value = name;
+  showNameError("");
+}
 
-  input.addEventListener("input", function () {
-    saveDraft();
-    var now = Date.now();
-    if (input.value && now - lastTypingSent > TYPING_EVERY_MS && joined && socket.connected) {
-      lastTypingSent = now;
-      socket.emit("typing", { channel: channel });
-    }
-  });
+// The server refused a name: keep the last accepted one (`forget`: the
+// stored one itself was refused, so go back to a guest name).
+function nameRefused(reason, { forget = false } = {}) {
+  proposedName = null;
+  if (forget) {
+    writeText(KEYS.name, null);
+    myName = "";
+  }
+  showNameError(`${reason}. Your name is still ${myName ? `“${myName}”` : "a guest name"}.`);
+  setHeaderOpen(true);
+}
 
-  socket.on("typing", function (notice) {
-    if (notice.channel !== channel || notice.author === myName) return;
-    typists.set(notice.author, Date.now() + TYPING_SHOWN_MS);
-    renderTyping();
-  });
+function showNameError(text, { note = false } = {}) {
+  nameError.textContent = text;
+  nameError.hidden = !text;
+  nameError.classList.toggle("note", note);
+  if (text && !note) nameInput.setAttribute("aria-invalid", "true");
+  else nameInput.removeAttribute("aria-invalid");
+}
 
-  function renderTyping() {
-    var now = Date.now();
-    typists.forEach(function (until, author) {
-      if (until <= now) typists.delete(author);
+// Presence and typing.
+
+function showPresence(presence) {
+  if (!socket.connected) return; // a stale count is worse than none
+  const names = presence.members.slice(0, 5).join(", ");
+  const more = presence.count - Math.min(presence.count, 5);
+  presenceLine.textContent =
+    `${presence.count} online: ${names}` + (more > 0 ? ` and ${more} more` : "");
+  setMentionNames(presence.members, myName);
+}
+
+socket.on("presence", (presence) => {
+  if (presence.channel === channel) showPresence(presence);
+});
+
+input.addEventListener("input", () => {
+  saveDraft();
+  if (!input.value) {
+    lastTypingSent = 0; // starting again is news
+    return;
+  }
+  const now = Date.now();
+  if (now - lastTypingSent >= TYPING_EVERY_MS && joined && socket.connected) {
+    lastTypingSent = now;
+    socket.emit("typing", { channel });
+  }
+});
+
+socket.on("typing", (notice) => {
+  if (notice.channel !== channel) return;
+  typists.set(notice.author, Date.now() + TYPING_SHOWN_MS);
+  renderTyping();
+});
+
+function renderTyping() {
+  const now = Date.now();
+  for (const [author, until] of typists) {
+    if (until <= now) typists.delete(author);
+  }
+  const names = Array.from(typists.keys());
+  if (names.length === 0) typingLine.textContent = "";
+  else if (names.length === 1) typingLine.textContent = `${names[0]} is typing…`;
+  else if (names.length === 2) typingLine.textContent = `${names.join(" and ")} are typing…`;
+  else typingLine.textContent = "Several people are typing…";
+}
+setInterval(renderTyping, 1000);
+
+// Desktop notifications of mentions, for those who ask for them.
+
+function notificationsOn() {
+  return (
+    "Notification" in window &&
+    Notification.permission === "granted" &&
+    readText(KEYS.notify) === "on"
+  );
+}
+
+function showNotifySetting(note = "") {
+  const on = notificationsOn();
+  notifyButton.hidden = !("Notification" in window);
+  notifyButton.setAttribute("aria-pressed", String(on));
+  notifyButton.textContent = on ? "Mention notifications: on" : "Notify me of mentions";
+  notifyNote.textContent = note;
+  notifyNote.hidden = !note;
+}
+
+notifyButton.addEventListener("click", async () => {
+  if (notificationsOn()) {
+    writeText(KEYS.notify, null);
+    showNotifySetting();
+    return;
+  }
+  try {
+    const permission = await Notification.requestPermission();
+    if (permission === "granted") writeText(KEYS.notify, "on");
+    showNotifySetting(
+      permission === "granted" ? "" : "This browser blocks notifications from this site."
+    );
+  } catch (error) {
+    console.error("Channel Chat: notifications could not be turned on", error);
+    showNotifySetting("Notifications could not be turned on.");
+  }
+});
+
+function notifyMention(data) {
+  if (!document.hidden || !notificationsOn()) return;
+  try {
+    const notification = new Notification(`${data.author} mentioned you in #${channel}`, {
+      body: data.message.slice(0, 200),
+      tag: `chat-${channel}-${data.id}`,
     });
-    var names = Array.from(typists.keys());
-    if (names.length === 0) typingLine.textContent = "";
-    else if (names.length === 1) typingLine.textContent = names[0] + " is typing…";
-    else if (names.length === 2) typingLine.textContent = names.join(" and ") + " are typing…";
-    else typingLine.textContent = "Several people are typing…";
+    notification.addEventListener("click", () => {
+      window.focus();
+      notification.close();
+    });
+  } catch (error) {
+    console.error("Channel Chat: could not show a notification", error);
   }
-  setInterval(renderTyping, 1000);
+}
 
-  // The channel switcher suggests the active channels.
+// The header: on phones its forms fold away behind a button.
 
-  fetch("/api/channels")
-    .then(function (response) { return response.ok ? response.json() : { channels: [] }; })
-    .then(function (body) {
-      var list = document.getElementById("activeChannels");
-      body.channels.forEach(function (active) {
-        var option = document.createElement("option");
-        option.value = active.name;
-        list.append(option);
-      });
-    })
-    .catch(function () {});
+function setHeaderOpen(open) {
+  header.dataset.open = String(open);
+  headerToggle.setAttribute("aria-expanded", String(open));
+}
+headerToggle.addEventListener("click", () => setHeaderOpen(header.dataset.open !== "true"));
 
-  // What this browser left unsent here, from a reload or another tab: shown
-  // now, sent once joined.
-  loadOwn();
-  restoreDraft();
-  storedPending().forEach(function (item) {
-    ownClientIds.add(item.clientId);
-    var failed = item.failed && typeof item.failed.message === "string" ? item.failed : null;
-    queue({ clientId: item.clientId, message: item.message, failed: failed });
-  });
-})();
+// The channel switcher shows this channel; typing replaces it.
+switcher.addEventListener("focus", () => switcher.select());
+
+async function suggestChannels() {
+  try {
+    const response = await fetch(settings.channelsUrl);
+    if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+    const list = document.getElementById("activeChannels");
+    for (const active of (await response.json()).channels) {
+      const option = document.createElement("option");
+      option.value = active.name;
+      list.append(option);
+    }
+  } catch (error) {
+    console.warn("Channel Chat: no channel suggestions:", error);
+  }
+}
+
+// What this browser left unsent here, from a reload or another tab: shown
+// now, sent once joined.
+loadOwn();
+restoreDraft();
+messageBox(composer, input);
+for (const item of storedPending()) {
+  ownClientIds.add(item.clientId);
+  const failed = item.failed && typeof item.failed.message === "string" ? item.failed : null;
+  queue({ clientId: item.clientId, message: item.message, failed });
+}
+showNotifySetting();
+suggestChannels();

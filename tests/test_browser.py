@@ -167,9 +167,11 @@ def test_page_marks_a_gap_when_missed_messages_were_pruned(
         post(other, f"away {number}")
     server.start()
 
-    expected = [f"away {number}" for number in range(3, 13)]
+    # What was read stays, above the marker; the retained history below it.
+    expected = ["before"] + [f"away {number}" for number in range(3, 13)]
     expect(page.locator(".chat-room .message")).to_have_text(expected, timeout=20_000)
     expect(page.locator(".gap")).to_have_count(1)
+    expect(page.locator(".gap + .entry .message")).to_have_text("away 3")
 
 
 def test_page_marks_a_gap_when_the_server_says_messages_were_pruned(
@@ -184,9 +186,10 @@ def test_page_marks_a_gap_when_the_server_says_messages_were_pruned(
     store_silently(server, [f"missed {number}" for number in range(1, 13)])
     post(server, "after")  # seq 14: what it follows, 2 to 4, is gone
 
-    expected = [f"missed {number}" for number in range(4, 13)] + ["after"]
+    expected = ["before"] + [f"missed {number}" for number in range(4, 13)] + ["after"]
     expect(page.locator(".chat-room .message")).to_have_text(expected)
     expect(page.locator(".gap")).to_have_count(1)
+    expect(page.locator(".gap + .entry .message")).to_have_text("missed 4")
 
 
 def test_presence_and_typing_show_on_the_other_page(open_page):
@@ -293,11 +296,11 @@ def test_a_message_sent_while_the_server_is_down_arrives_once_after_it_restarts(
 def serve_from_cache(page, server):
     """Answer the channel page and its files from copies taken now, as a
     browser cache would while the server is down; the rest goes to the server."""
+    static = sorted((ROOT / "static").glob("*.[jc]s*"))
     paths = [
         "/chat?channel=lobby",
-        "/static/chat.js",
-        "/static/chat.css",
         "/vendor/socket.io.min.js",
+        *(f"/static/{path.name}" for path in static),
     ]
     copies = {}
     for path in paths:
