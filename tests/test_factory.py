@@ -4,6 +4,7 @@ import pytest
 
 import config
 from app import create_app
+from app.wire import versions
 
 
 def test_factory_uses_the_given_settings(app):
@@ -68,3 +69,18 @@ def test_postgresql_gets_a_sized_pool_with_pre_ping(make_app):
     options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
     assert options["pool_size"] == 7
     assert options["pool_pre_ping"] is True
+
+
+def test_the_library_versions_are_the_ones_the_wire_was_written_against():
+    versions.check()  # what constraints.txt installs
+
+
+def test_another_library_version_refuses_to_start_naming_it():
+    written_against = {**versions.WRITTEN_AGAINST, "python-engineio": "0.0.1"}
+
+    with pytest.raises(RuntimeError) as refusal:
+        versions.check(written_against)
+
+    message = str(refusal.value)
+    assert "python-engineio 4.15.1 (written against 0.0.1)" in message
+    assert "app/wire/versions.py" in message

@@ -12,7 +12,7 @@ from collections import Counter
 from http.client import HTTPException
 
 import gevent
-from gevent.pywsgi import WSGIServer
+from gevent.pywsgi import WSGIHandler, WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,13 @@ class ChatHandler(WebSocketHandler):
                 pass
         self.rfile.close()
         self.socket.close()
+
+    def log_request(self):
+        """One line per request on the server's log, as pywsgi writes it
+        (gevent-websocket's handler writes to a logger of its own that
+        prints nothing): standard error under `make run`, gunicorn's log
+        under `make serve`. A WebSocket's line comes when it closes."""
+        WSGIHandler.log_request(self)
 
     def handle_one_request(self):
         """Read one request within the time limits and answer it; None
