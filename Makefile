@@ -76,6 +76,7 @@ bench: install install-bench  ## benchmarks against the Node socket.io yardstick
 lint: install-test  ## formatter and linters
 	$(BIN)/black --check --quiet .
 	$(BIN)/flake8
+	node_modules/.bin/eslint .
 
 format: install-test
 	$(BIN)/black .
