@@ -692,7 +692,7 @@ nameForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const name = nameInput.value.trim();
   if (!name) {
-    nameRefused("Type a name to use, or keep the one you have.");
+    nameRefused("a name needs at least one character");
     return;
   }
   if (name === myName) {
@@ -720,8 +720,12 @@ function nameRefused(reason, { forget = false } = {}) {
   if (forget) {
     writeText(KEYS.name, null);
     myName = "";
+    showNameError(
+      `Your saved name was refused: ${reason}. You have a guest name until you choose another.`
+    );
+  } else {
+    showNameError(`Not saved: ${reason}. You are still “${myName}”.`);
   }
-  showNameError(`${reason}. Your name is still ${myName ? `“${myName}”` : "a guest name"}.`);
   setHeaderOpen(true);
 }
 

@@ -8,9 +8,7 @@ own); it keeps 5 messages per channel, so retention shows after a few.
 """
 
 import itertools
-import os
 import re
-import shutil
 
 import pytest
 import requests
@@ -24,8 +22,7 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2}
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 SIZES = {"phone": PHONE, "desktop": DESKTOP}
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
-# The README's screenshots; the tests refresh them with SAVE_SCREENSHOTS=1.
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = ROOT / "docs" / "screenshots"  # the README's
 
 
 @pytest.fixture(scope="module")
@@ -276,6 +273,7 @@ def test_a_refused_name_shows_why_and_the_last_accepted_name_stays(open_page):
     expect(error).to_contain_text("control characters")
     expect(name).to_have_attribute("aria-invalid", "true")
     assert page.evaluate("localStorage.getItem('chat.name')") == "ann"
+    screenshot(page, "name-refused-desktop-light.png")
     say(page, "still ann")
     expect(page.locator(".entry .author")).to_have_text(["ann"])
 
@@ -295,6 +293,7 @@ def test_a_stored_name_the_server_refuses_does_not_lock_the_page_out(open_page):
     expect(page.locator("#nameError")).to_be_visible()  # the header unfolds for it
     expect(page.locator("#nameError")).to_contain_text("control characters")
     assert page.evaluate("localStorage.getItem('chat.name')") is None
+    screenshot(page, "stored-name-refused-phone-light.png")
     say(page, "hello as a guest")
     expect(delivered(page)).to_have_text(["hello as a guest"])
 
@@ -338,6 +337,7 @@ def test_a_live_view_past_the_limit_marks_what_a_reload_will_not_show(
     expect(line).to_have_count(1)
     expect(line).to_contain_text("no longer kept")
     expect(page.locator(".kept-line + .entry .message")).to_have_text("message 3")
+    screenshot(page, "kept-line-desktop-light.png")
 
     page.reload()
     expected = [f"message {number}" for number in range(3, HISTORY_LIMIT + 3)]
@@ -500,13 +500,11 @@ def test_desktop_notifications_of_mentions_are_opt_in(open_page, new_browser, ch
 
 
 def screenshot(page, name, readme=False):
-    """Save a screenshot in test-artifacts/; the README's ones go to
-    docs/screenshots/ too when SAVE_SCREENSHOTS=1."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=ARTIFACTS / name)
-    if readme and os.environ.get("SAVE_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ARTIFACTS / name, SCREENSHOTS / name)
+    """Save a screenshot in test-artifacts/, or for the README in
+    docs/screenshots/."""
+    folder = SCREENSHOTS if readme else ARTIFACTS
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=folder / name)
 
 
 def serious_violations(page):
@@ -550,11 +548,16 @@ CONVERSATION = [
 
 
 @pytest.mark.parametrize(
-    "size, dark",
-    [("desktop", False), ("desktop", True), ("phone", False), ("phone", True)],
+    "size, dark, channel",
+    [
+        ("desktop", False, "lobby"),
+        ("desktop", True, "team"),
+        ("phone", False, "한국어"),
+        ("phone", True, "weekend"),
+    ],
     ids=["desktop-light", "desktop-dark", "phone-light", "phone-dark"],
 )
-def test_looks_and_accessibility(new_browser, server, channel, size, dark):
+def test_looks_and_accessibility(new_browser, server, size, dark, channel):
     theme = "dark" if dark else "light"
     for author, text in CONVERSATION:
         post(server, channel, text, author)
