@@ -14,15 +14,16 @@ export function localTime(iso) {
 }
 
 /**
- * How long ago an ISO time was, as people say it: "30 seconds ago",
- * "5 minutes ago", the time of day for today, a date and time before.
+ * How long ago an ISO time was, as people say it: "just now", "5
+ * minutes ago", the time of day for today, a date and time before.
  */
 export function readableTime(iso, now = new Date()) {
   const when = new Date(iso);
   if (Number.isNaN(when.getTime())) return null;
   const ago = now - when;
-  const relative = new Intl.RelativeTimeFormat([], { numeric: "always" });
-  if (ago >= 0 && ago < MINUTE) return relative.format(-Math.floor(ago / 1000), "second");
+  // The page is in English; "0 seconds ago" reads worse than "just now".
+  if (ago >= -MINUTE && ago < MINUTE) return "just now";
+  const relative = new Intl.RelativeTimeFormat([], { numeric: "auto" });
   if (ago >= 0 && ago < HOUR) return relative.format(-Math.floor(ago / MINUTE), "minute");
   if (when.toDateString() === now.toDateString()) {
     return when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
