@@ -8,7 +8,9 @@ own); it keeps 5 messages per channel, so retention shows after a few.
 """
 
 import itertools
+import os
 import re
+import shutil
 
 import pytest
 import requests
@@ -508,11 +510,17 @@ def test_desktop_notifications_of_mentions_are_opt_in(open_page, new_browser, ch
 
 
 def screenshot(page, name, readme=False):
-    """Save a screenshot in test-artifacts/, or for the README in
-    docs/screenshots/."""
-    folder = SCREENSHOTS if readme else ARTIFACTS
-    folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=folder / name)
+    """Save a screenshot in test-artifacts/. The README's go to
+    docs/screenshots/ too when missing or with SAVE_SCREENSHOTS=1 (they show
+    the time of day, so saving them on every run would change them on
+    every run)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / name)
+    if readme and (
+        os.environ.get("SAVE_SCREENSHOTS") == "1" or not (SCREENSHOTS / name).exists()
+    ):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ARTIFACTS / name, SCREENSHOTS / name)
 
 
 def serious_violations(page):
