@@ -53,14 +53,20 @@ def new_browser(browser):
     """Open browser contexts (each one a person's browser, with its own
     storage): `new_browser(size="desktop", dark=False, name=None, **options)`."""
     contexts = []
+    errors = []  # uncaught exceptions in the pages' scripts
 
     def open_context(size="desktop", dark=False, name=None, **options):
         context = browser.new_context(
             **SIZES[size], color_scheme="dark" if dark else "light", **options
         )
+        context.on(
+            "page", lambda page: page.on("pageerror", lambda e: errors.append(e))
+        )
         if name:
+            # Pages of the chat only: about:blank has no storage.
             context.add_init_script(
-                f"if (!localStorage.getItem('chat.name'))"
+                f"if (location.protocol === 'http:'"
+                f" && !localStorage.getItem('chat.name'))"
                 f" localStorage.setItem('chat.name', {name!r})"
             )
         contexts.append(context)
@@ -69,6 +75,7 @@ def new_browser(browser):
     yield open_context
     for context in contexts:
         context.close()
+    assert errors == []
 
 
 @pytest.fixture
