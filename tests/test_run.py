@@ -1,8 +1,18 @@
 """`make run` and `make serve` as a newcomer and an operator see them."""
 
+import time
 import urllib.request
 
 import pytest
+
+
+def logged(server, line, timeout=5):
+    """The server's log once it holds `line` (a request is logged just after
+    its answer is sent), or as it is after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while line not in (log := server.log()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return log
 
 
 @pytest.mark.parametrize("production", [False, True], ids=["make run", "make serve"])
@@ -12,7 +22,8 @@ def test_the_server_logs_one_line_per_request(start_server, production):
     with urllib.request.urlopen(f"{server.url}/chat?channel=lobby") as response:
         assert response.status == 200
 
-    assert '"GET /chat?channel=lobby HTTP/1.1" 200' in server.log()
+    line = '"GET /chat?channel=lobby HTTP/1.1" 200'
+    assert line in logged(server, line)
 
 
 def test_make_run_prints_the_channel_page_to_open(start_server):
