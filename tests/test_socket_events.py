@@ -112,30 +112,22 @@ def test_message_fans_out_to_every_member_and_nobody_else(connect):
     assert outsider.received("message") == []
 
 
-def test_channel_keeps_only_the_newest_messages(connect):
+@pytest.mark.parametrize(
+    "app_settings, sent, kept",
+    [({}, 25, range(16, 26)), ({"CHAT_HISTORY_LIMIT": 3}, 5, range(3, 6))],
+    ids=["the default of 10", "a configured 3"],
+    indirect=["app_settings"],
+)
+def test_a_channel_keeps_only_its_newest_messages(connect, sent, kept):
     sender = connect()
     sender.join("lobby")
-    for number in range(1, 26):
+    for number in range(1, sent + 1):
         sender.send("lobby", f"message {number}")
 
     newcomer = connect()
     newcomer.join("lobby")
 
-    history = newcomer.received("message")
-    assert [m["seq"] for m in history] == list(range(16, 26))
-
-
-@pytest.mark.parametrize("app_settings", [{"CHAT_HISTORY_LIMIT": 3}])
-def test_history_limit_is_configurable(connect):
-    sender = connect()
-    sender.join("lobby")
-    for number in range(1, 6):
-        sender.send("lobby", f"message {number}")
-
-    newcomer = connect()
-    newcomer.join("lobby")
-
-    assert [m["seq"] for m in newcomer.received("message")] == [3, 4, 5]
+    assert [m["seq"] for m in newcomer.received("message")] == list(kept)
 
 
 def test_page_flow_without_acks_works(connect):
