@@ -15,6 +15,8 @@ benchmarks/load.js:
   (f) frames:       WebSocket readers: the chat's own against gevent-websocket's
                     and wsproto's, on the same client frames of 100 bytes and
                     16 KB (benchmarks/frames.py)
+  (g) channels:     a page of the channel list with 100,000 channels, the
+                    first and the next (benchmarks/channels.py)
   (e) abuse:        (b) beside one more client flooding its own channel with
                     send_message and join, 200 unanswered at a time; the
                     normal clients' latency, the flood attempted and accepted.
@@ -75,6 +77,7 @@ FULL = {
     "connections": "--clients 10000 --channel-size 1000".split(),
     "storage": "--ops 500 --sizes 1000 1000000".split(),
     "frames": "--messages 20000 --sizes 100 16384".split(),
+    "channels": "--channels 100000 --requests 50".split(),
     "abuse": "--clients 100 --channels 10 --rate 500 --duration 5".split()
     + "--in-flight 200 --warmup 1 --flood both".split(),
 }
@@ -84,6 +87,7 @@ QUICK = {
     "connections": "--clients 60 --channel-size 20".split(),
     "storage": "--ops 20 --sizes 100 1000".split(),
     "frames": "--messages 200 --sizes 100 16384".split(),
+    "channels": "--channels 1000 --requests 5".split(),
     "abuse": "--clients 10 --channels 2 --rate 50 --duration 1".split()
     + "--in-flight 20 --warmup 0.2 --flood both".split(),
 }
@@ -93,6 +97,7 @@ TARGETS = {
     ("connections", "rss_per_connection_kb"): "≤ 30 KB",
     ("storage", "storage_ratio"): "≤ 1.2×",
     ("abuse", "p99_ms"): "normal clients' p99 ≤ 100 ms",
+    ("channels", "ms"): "< 50 ms",
 }
 
 
@@ -326,7 +331,22 @@ def frame_rows(frames_result):
     return rows
 
 
-def summarise(rounds, storage_result, frames_result):
+def channel_rows(channels_result):
+    """(g): the median time of the first page and of the next, in ms."""
+    return [
+        {
+            "label": f"(g) {name} page of {channels_result['channels']:,} channels, ms",
+            "field": f"channels_{name}",
+            "project": channels_result["ms"][name],
+            "peer": None,
+            "ratio": None,
+            "target": TARGETS[("channels", "ms")],
+        }
+        for name in ("first", "next")
+    ]
+
+
+def summarise(rounds, storage_result, frames_result, channels_result):
     """Medians per server, ratios project/peer, and whether all verified."""
     fields = [
         ("burst", "delivered_per_s", "(a) delivered messages/s"),
@@ -363,6 +383,7 @@ def summarise(rounds, storage_result, frames_result):
         }
     )
     rows += frame_rows(frames_result)
+    rows += channel_rows(channels_result)
     rows += [
         measure_row(rounds, scenario, field, label)
         for scenario, field, label in abuse_fields
@@ -513,7 +534,8 @@ def main():
                 rounds[server.name].append(run_round(server, sizes, workdir, latencies))
     storage_result = in_process("storage", sizes, rounds_count)
     frames_result = in_process("frames", sizes, rounds_count)
-    rows, verified = summarise(rounds, storage_result, frames_result)
+    channels_result = in_process("channels", sizes, rounds_count)
+    rows, verified = summarise(rounds, storage_result, frames_result, channels_result)
     print(table(rows))
     plot(latencies, args.plot)
     write_report(args.output, rows, verified, rounds_count, args.plot.name)
@@ -524,6 +546,7 @@ def main():
                 "rounds": rounds,
                 "storage": storage_result,
                 "frames": frames_result,
+                "channels": channels_result,
             }
         )
     )
