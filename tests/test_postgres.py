@@ -4,13 +4,16 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import upgrade
 from sqlalchemy import inspect
+from sqlalchemy.exc import DataError
 
-from app.chat import channels, messages
+from app.chat import channels, messages, storage
+from app.chat.errors import ChatError
 from app.extensions import db
 from config import database_url
 
@@ -130,3 +133,59 @@ def test_migrating_counts_the_messages_channels_already_hold(make_app, postgres_
         db.engine.dispose()
 
     assert count == 2
+
+
+def test_a_stored_message_is_acked_though_its_turn_could_not_be_given_back(
+    app, postgres_url, caplog
+):
+    class Disconnecting:
+        """Publishes, then the database drops the writer's connection."""
+
+        def message(self, message):
+            with psycopg.connect(postgres_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+    app.extensions["chat_broadcaster"] = Disconnecting()
+
+    with app.app_context():
+        stored = messages.post_message("lobby", "hello")
+        found = messages.history("lobby")
+
+    assert stored["seq"] == 1
+    assert [m["message"] for m in found.messages] == ["hello"]
+    assert "kept its turns" in caplog.text
+
+
+def test_a_value_the_database_refuses_is_a_bug_not_unavailable(app, broadcasts):
+    with app.app_context(), pytest.raises(DataError):
+        storage.write_messages([storage.Draft("x" * 65, "hello", None, None)])
+
+
+def test_a_turn_not_taken_in_time_leaves_no_turn_held(make_app, postgres_url):
+    app = make_app(
+        SQLALCHEMY_DATABASE_URI=database_url(postgres_url),
+        SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"options": "-c lock_timeout=100"}},
+    )
+    with app.app_context():
+        upgrade()
+    first, second = sorted(["north", "south"], key=storage._lock_key)
+    with psycopg.connect(postgres_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [storage._lock_key(second)])
+        with app.app_context(), pytest.raises(ChatError) as refused:
+            storage.write_messages(
+                [
+                    storage.Draft(first, "a", None, None),
+                    storage.Draft(second, "b", None, None),
+                ]
+            )
+        taken = other.execute(
+            "SELECT pg_try_advisory_lock(%s)", [storage._lock_key(first)]
+        ).fetchone()[0]
+    with app.app_context():
+        db.engine.dispose()
+
+    assert refused.value.code == "unavailable"
+    assert taken

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, insert, select, text, tuple_
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import bindparam, delete, insert, select, text, tuple_
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.chat.errors import ChatError
@@ -26,24 +26,37 @@ from app.realtime.broadcaster import broadcaster
 log = logging.getLogger(__name__)
 
 
+# A database that does not answer, or a pool with no connection free in time.
+# Anything else (a constraint, a value the column refuses) is a bug: it keeps
+# its traceback rather than telling the sender to try again for ever.
+_UNREACHABLE = (OperationalError, InterfaceError, PoolTimeout)
+
+
 @contextmanager
-def unit_of_work():
-    """One piece of database work on the session: committed when the block
-    ends, rolled back when it raises. A database that does not answer, or a
-    pool with no connection free in time, is `unavailable` (503).
-    """
+def _reaching_the_database():
+    """Report a database that cannot be reached as `unavailable` (503)."""
     try:
-        yield db.session
-        db.session.commit()
-    except (DBAPIError, PoolTimeout) as error:
-        db.session.rollback()
+        yield
+    except _UNREACHABLE as error:
         log.warning("database unavailable: %s", getattr(error, "orig", None) or error)
         raise ChatError(
             "unavailable", "the chat cannot reach its database", status=503
         ) from None
-    except BaseException:
-        db.session.rollback()
-        raise
+
+
+@contextmanager
+def unit_of_work():
+    """One piece of database work on the session: committed when the block
+    ends, rolled back when it raises. A database that cannot be reached is
+    `unavailable` (503).
+    """
+    with _reaching_the_database():
+        try:
+            yield db.session
+            db.session.commit()
+        except BaseException:
+            db.session.rollback()
+            raise
 
 
 class Draft(NamedTuple):
@@ -63,13 +76,15 @@ def write_messages(drafts):
     the one stored now, or the one a previous send of its client_id stored.
     """
     limit = current_app.config["CHAT_HISTORY_LIMIT"]
-    with unit_of_work(), db.engine.connect() as connection:
-        with _turn(connection, {draft.channel for draft in drafts}):
-            with connection.begin():
-                answers, stored = _store(connection, drafts, limit)
-            members = broadcaster()
-            for message in stored:
-                members.message(message)
+    with _reaching_the_database():
+        connection = db.engine.connect()
+    with connection, _turn(connection, {draft.channel for draft in drafts}):
+        with _reaching_the_database(), connection.begin():
+            answers, stored = _store(connection, drafts, limit)
+        # Committed: no database error after this point concerns the senders.
+        members = broadcaster()
+        for message in stored:
+            members.message(message)
     return answers
 
 
@@ -87,19 +102,32 @@ def _turn(connection, channels):
         yield
         return
     keys = sorted({_lock_key(channel) for channel in channels})
-    for key in keys:
-        connection.execute(select(func.pg_advisory_lock(key)))
-    connection.commit()
+    try:
+        with _reaching_the_database():
+            for key in keys:
+                connection.execute(_LOCK, {"key": key})
+            connection.commit()
+    except BaseException:
+        connection.invalidate()  # ending the session releases what it took
+        raise
     try:
         yield
     finally:
-        try:
-            for key in keys:
-                connection.execute(select(func.pg_advisory_unlock(key)))
-            connection.commit()
-        except DBAPIError:
-            connection.invalidate()  # ending the session releases its locks
+        _release(connection, keys)
+
+
+def _release(connection, keys):
+    """Give back the channels' turns; a connection that cannot is closed, as
+    ending its session releases its locks."""
+    try:
+        for key in keys:
+            connection.execute(_UNLOCK, {"key": key})
+        connection.commit()
+    except BaseException as error:
+        connection.invalidate()
+        if not isinstance(error, DBAPIError):
             raise
+        log.warning("closed a connection that kept its turns: %s", error.orig)
 
 
 def _lock_key(channel):
@@ -123,8 +151,28 @@ _NEXT_SEQS = text(
     " THEN :limit ELSE channels.message_count + :count END"
     " RETURNING last_seq"
 ).bindparams(bindparam("now", type_=Channel.last_message_at.type))
+_LOCK = text("SELECT pg_advisory_lock(:key)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:key)")
 _INSERT = insert(Message).returning(Message.id, Message.channel, Message.seq)
 _PRUNE = text("DELETE FROM messages WHERE channel = :channel AND seq <= :oldest")
+_RECEIPTS = (
+    select(
+        Receipt.channel,
+        Receipt.client_id,
+        Receipt.message_id,
+        Receipt.seq,
+        Receipt.created_at,
+        Message.body,
+        Message.author,
+    )
+    .outerjoin(Message, Message.id == Receipt.message_id)
+    .where(
+        tuple_(Receipt.channel, Receipt.client_id).in_(
+            bindparam("keys", expanding=True)
+        )
+    )
+)
+_KEEP_RECEIPTS = insert(Receipt)
 
 
 def _store(connection, drafts, limit):
@@ -215,19 +263,7 @@ def _retried(connection, drafts):
     keys = {(draft.channel, draft.client_id) for draft in drafts if draft.client_id}
     if not keys:
         return [None] * len(drafts)
-    rows = connection.execute(
-        select(
-            Receipt.channel,
-            Receipt.client_id,
-            Receipt.message_id,
-            Receipt.seq,
-            Receipt.created_at,
-            Message.body,
-            Message.author,
-        )
-        .outerjoin(Message, Message.id == Receipt.message_id)
-        .where(tuple_(Receipt.channel, Receipt.client_id).in_(keys))
-    )
+    rows = connection.execute(_RECEIPTS, {"keys": list(keys)})
     known = {(row.channel, row.client_id): row for row in rows}
     answers = []
     for draft in drafts:
@@ -265,7 +301,7 @@ def _keep_receipts(connection, stored, now):
         if message["client_id"]
     ]
     if receipts:
-        connection.execute(insert(Receipt), receipts)
+        connection.execute(_KEEP_RECEIPTS, receipts)
 
 
 def forget_receipts():
