@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from greenlet import GreenletExit
 
 from app.chat.group_commit import Batcher, BatcherPool
 
@@ -17,7 +18,7 @@ def run_concurrently(batcher, items):
         start.wait()
         try:
             results[item] = batcher.submit(item)
-        except Exception as error:
+        except (Exception, GreenletExit) as error:
             errors[item] = error
 
     threads = [threading.Thread(target=submit, args=(item,)) for item in items]
@@ -58,6 +59,18 @@ def test_a_failed_write_fails_every_caller_of_its_batch():
 
     assert results == {}
     assert {str(error) for error in errors.values()} == {"disk full"}
+
+
+def test_a_stopped_leader_still_answers_every_caller_of_its_batch():
+    def write(items):
+        time.sleep(0.01)  # the others join the batch meanwhile
+        raise GreenletExit  # as when the leader's greenlet is killed
+
+    results, errors = run_concurrently(Batcher(write), list(range(5)))
+
+    assert results == {}
+    assert sorted(errors) == list(range(5))
+    assert {type(error) for error in errors.values()} == {GreenletExit}
 
 
 def test_batches_hold_at_most_max_size():

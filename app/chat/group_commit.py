@@ -73,14 +73,25 @@ class Batcher:
                 successor.wake.set()
 
     def _write_batch(self, batch):
+        """Write a batch and hand each caller its result. If the write fails,
+        every caller of the batch learns of it; if the leader itself is
+        stopped meanwhile (GreenletExit, gevent.Timeout), the others are
+        still woken, with that error, before the leader stops."""
         try:
             results = self.write([request.item for request in batch])
-        except Exception as error:  # every caller of the batch learns of it
+        except BaseException as error:
             for request in batch:
                 request.error = error
-        else:
-            for request, result in zip(batch, results, strict=True):
-                request.result = result
+            self._wake(batch)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for request, result in zip(batch, results, strict=True):
+            request.result = result
+        self._wake(batch)
+
+    @staticmethod
+    def _wake(batch):
         for request in batch:
             request.done = True
             request.wake.set()
