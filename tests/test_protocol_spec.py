@@ -220,6 +220,27 @@ def test_a_packet_that_breaks_the_protocol_closes_the_connection(server, frame, 
     assert "closing" in log  # at INFO
 
 
+def test_more_binary_attachments_than_allowed_close_the_connection(server):
+    raw = socketio_websocket(server)
+
+    raw.send('4511-["join",{"_placeholder":true,"num":0}]')
+
+    assert frames_until_closed(raw) is not None
+    assert "Traceback" not in server.log()
+
+
+def test_binary_attachments_longer_than_a_message_close_the_connection(server):
+    raw = socketio_websocket(server)
+    placeholders = ',{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}'
+    raw.send(f'452-["join"{placeholders}]')
+
+    raw.send_binary(b"x" * 40 * 1024)
+    raw.send_binary(b"x" * 40 * 1024)  # 80 KB together, over the 64 KB
+
+    assert frames_until_closed(raw) is not None
+    assert "Traceback" not in server.log()
+
+
 def test_an_invalid_socketio_packet_over_polling_closes_the_session(server):
     url = polling_session(server)
     requests.post(url, data="40", timeout=10)

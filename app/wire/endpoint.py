@@ -49,6 +49,7 @@ def install(server, connect_timeout, allow_eio3=True):
     eio.__class__ = ChatEngine
     eio.versions = dict(_SOCKETS) if allow_eio3 else {"4": ChatSocket}
     eio.pinger = Pinger(eio, joined, connect_timeout)
+    server.packet_class = server.packet_class.limited(eio.max_http_buffer_size)
 
 
 class ChatEngine(Server):

@@ -24,6 +24,9 @@ _FROM_CLIENTS = {
     packet.BINARY_EVENT,
     packet.BINARY_ACK,
 }
+# Most binary attachments one packet may announce; python-socketio keeps
+# every binary message that follows until the count is reached.
+MAX_ATTACHMENTS = 10
 
 
 class ProtocolError(ValueError):
@@ -64,6 +67,16 @@ class CheckedPacket(packet.Packet):
 
     # The chat sends no binary data: skip searching every outgoing payload.
     uses_binary_events = False
+    # Most bytes of one packet's attachments together (see limited()).
+    max_attachment_bytes = 1024 * 1024
+
+    @classmethod
+    def limited(cls, max_attachment_bytes):
+        """This class, its attachments limited to `max_attachment_bytes`
+        together (the server's limit on one message)."""
+        return type(
+            cls.__name__, (cls,), {"max_attachment_bytes": max_attachment_bytes}
+        )
 
     def __init__(self, *args, encoded_packet=None, **kwargs):
         super().__init__(*args, encoded_packet=encoded_packet, **kwargs)
@@ -94,7 +107,17 @@ class CheckedPacket(packet.Packet):
             )
         if not _payload_fits(self.packet_type, self.data, self.id):
             raise ProtocolError("invalid Socket.IO payload")
+        if attachments > MAX_ATTACHMENTS:
+            raise ProtocolError(f"{attachments} binary attachments announced")
         return attachments
+
+    def add_attachment(self, attachment):
+        """Add a binary attachment; ProtocolError once the attachments
+        together are longer than a message may be."""
+        size = len(attachment) + sum(len(each) for each in self.attachments)
+        if size > self.max_attachment_bytes:
+            raise ProtocolError("binary attachments over the limit")
+        return super().add_attachment(attachment)
 
 
 def _payload_fits(kind, data, ack_id):
