@@ -200,6 +200,9 @@ def test_an_unknown_namespace_is_refused_with_a_message(server):
         "42[]",
         "42[17]",
         '42"join"',
+        '42["disconnect"]',  # reserved event names
+        '42["connect"]',
+        '42["newListener","x"]',
         '42abc["join",{"channel":"lobby"}]',  # invalid ack id
         '42["join", {"channel": "lobby"',  # invalid JSON
         "42" + "[" * 5000 + "]" * 5000,

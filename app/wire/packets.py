@@ -24,6 +24,19 @@ _FROM_CLIENTS = {
     packet.BINARY_EVENT,
     packet.BINARY_ACK,
 }
+# Event names socket.io-parser refuses from clients: they would run the
+# server's own handlers (a client's `disconnect` ran on_disconnect while it
+# stayed connected).
+RESERVED_EVENTS = frozenset(
+    (
+        "connect",
+        "connect_error",
+        "disconnect",
+        "disconnecting",
+        "newListener",
+        "removeListener",
+    )
+)
 # Most binary attachments one packet may announce; python-socketio keeps
 # every binary message that follows until the count is reached.
 MAX_ATTACHMENTS = 10
@@ -121,12 +134,18 @@ class CheckedPacket(packet.Packet):
 
 
 def _payload_fits(kind, data, ack_id):
-    """Whether a packet's payload has the shape its type requires (as
-    socket.io-parser's isPayloadValid decides)."""
+    """Whether a packet's payload has the shape its type requires, and an
+    event a name clients may send (as socket.io-parser's isPayloadValid
+    decides)."""
     if kind == packet.CONNECT:
         return data is None or isinstance(data, dict)
     if kind == packet.DISCONNECT:
         return data is None
     if kind in (packet.EVENT, packet.BINARY_EVENT):
-        return isinstance(data, list) and bool(data) and isinstance(data[0], str)
+        return (
+            isinstance(data, list)
+            and bool(data)
+            and isinstance(data[0], str)
+            and data[0] not in RESERVED_EVENTS
+        )
     return isinstance(data, list) and ack_id is not None  # ACK, BINARY_ACK
