@@ -83,6 +83,15 @@ def test_a_handshake_with_another_method_than_get_is_refused(server, method):
     assert answer.status_code == 400
 
 
+def test_a_websocket_request_without_connection_upgrade_is_refused(server):
+    headers = {"Upgrade": "websocket", "Connection": "keep-alive"}
+
+    answer = requests.get(base(server, "websocket"), headers=headers, timeout=10)
+
+    assert answer.status_code == 400
+    assert "Traceback" not in server.log()
+
+
 def test_a_post_is_answered_ok(server):
     url = polling_session(server)
 

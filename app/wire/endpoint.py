@@ -98,6 +98,10 @@ class ChatEngine(Server):
         upgrade = environ.get("HTTP_UPGRADE", "").lower()
         if websocket and (method != "GET" or upgrade != "websocket"):
             return _refused("invalid WebSocket request", upgrade)
+        if websocket and "wsgi.websocket" not in environ:
+            # gevent-websocket upgrades only with `Connection: upgrade` too.
+            connection = environ.get("HTTP_CONNECTION")
+            return _refused("invalid WebSocket request", connection)
         if sid is None:
             if method != "GET":
                 return _refused("a POST without a session", None)
