@@ -228,3 +228,62 @@ def test_bad_typing_is_refused(member, payload, code):
 
     assert ack["code"] == code
     assert member.received("chat_error")[0]["code"] == code
+
+
+# Connections that end while a join is under way, and what presence keeps.
+
+
+def test_a_join_that_outlives_its_connection_leaves_no_member(app, connect):
+    ann, bob = connect(auth={"name": "ann"}), connect(auth={"name": "bob"})
+    ann.join("lobby")
+    ann.received("presence")
+    real = app.extensions["chat_broadcaster"]
+
+    class ClosingWhileReading:
+        """The joiner's connection closes while its history is read."""
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def hold(self, sid, channel):
+            real.hold(sid, channel)
+            real.socketio.server.disconnect(sid)
+
+    app.extensions["chat_broadcaster"] = ClosingWhileReading()
+    bob.call("join", {"channel": "lobby"})
+    app.extensions["chat_broadcaster"] = real
+
+    with app.app_context():
+        assert presence.current("lobby")["members"] == ["ann"]
+    assert not any(event["count"] > 1 for event in ann.received("presence"))
+
+
+def test_presence_keeps_nothing_of_a_channel_once_everyone_left(app, connect):
+    ann, bob = connect(auth={"name": "ann"}), connect(auth={"name": "bob"})
+    for member in (ann, bob):
+        member.join("lobby")
+        member.join("kitchen")
+        member.call("typing", {"channel": "lobby"})
+    ann.call("leave", {"channel": "lobby"})
+    bob.call("leave", {"channel": "lobby"})
+    ann.client.disconnect()
+    bob.client.disconnect()
+
+    store = app.extensions["chat_presence"]
+    assert (store.members, store.joined, store.announced, store.typed) == (
+        {},
+        {},
+        {},
+        {},
+    )
+
+
+def test_presence_ignores_a_connection_that_has_ended(app):
+    with app.app_context():
+        present = presence.enter("lobby", "an-ended-sid")
+        presence.rename("an-ended-sid", "ghost")
+
+        assert present == {"channel": "lobby", "count": 0, "members": []}
+        assert presence.name_of("an-ended-sid") is None
+        assert not presence.may_type("lobby", "an-ended-sid")
+        assert presence.current("lobby")["count"] == 0

@@ -30,30 +30,48 @@ def connect(member, name, person=None):
         store.persons[member] = person or member
 
 
+def rename(member, name):
+    """A connection changed its display name, keeping its person."""
+    store = _store()
+    if member in store.connections:
+        store.connections[member] = name
+
+
 def name_of(member):
-    """The display name of a connection."""
-    return _store().connections[member]
+    """The display name of a connection (None once it has ended)."""
+    return _store().connections.get(member)
 
 
 def disconnect(member):
     """A connection ended: leave every channel it was in, forget its name."""
-    for channel in _store().channels_of(member):
+    store = _store()
+    for channel in store.channels_of(member):
         leave(channel, member)
-    _store().connections.pop(member, None)
-    _store().persons.pop(member, None)
+    store.connections.pop(member, None)
+    store.persons.pop(member, None)
+    store.typed.pop(member, None)
 
 
 def enter(channel, member):
-    """A member joined a channel: record it, tell the room; return presence."""
+    """A member joined a channel: record it, tell the room; return presence.
+
+    A connection that has already ended is not recorded.
+    """
     store = _store()
-    store.enter(channel, member, (store.persons[member], name_of(member)))
-    return _announce(channel)
+    if member in store.connections:
+        store.enter(channel, member, (store.persons[member], name_of(member)))
+        announced = _announce(channel)
+        if announced is not None:
+            return announced
+    return current(channel)
 
 
 def leave(channel, member):
-    """A member left a channel: forget it and tell the room."""
-    if _store().leave(channel, member):
-        _announce(channel)
+    """A member left a channel: forget it and tell the room (at once when
+    it was the channel's last member here, whose throttle is forgotten)."""
+    store = _store()
+    if store.leave(channel, member):
+        _announce(channel, force=channel not in store.members)
 
 
 def current(channel):
@@ -65,13 +83,14 @@ def current(channel):
 def may_type(channel, member):
     """Whether a member's typing notice passes the throttle, counting it if so."""
     interval = current_app.config["CHAT_TYPING_INTERVAL"]
-    return _store().pace(("typing", channel, member), interval)
+    store = _store()
+    return member in store.connections and store.pace_typing(channel, member, interval)
 
 
 def sent(channel, member):
     """A member's message went out: whatever they type next is news, so
     their next typing notice passes the throttle at once."""
-    _store().unpace(("typing", channel, member))
+    _store().unpace_typing(channel, member)
 
 
 def typing(channel, member, author):
@@ -92,11 +111,13 @@ def _announce(channel, force=False):
 
     A channel with many members joining at once would otherwise send every
     member a list per join; a held-back announcement goes out on refresh().
+    Returns what was announced, or None when held back.
     """
-    snapshot = current(channel)
     interval = current_app.config["CHAT_PRESENCE_INTERVAL"]
-    if force or _store().pace(("presence", channel), interval, hold=channel):
-        broadcaster().presence(snapshot)
+    if not (force or _store().pace_presence(channel, interval)):
+        return None
+    snapshot = current(channel)
+    broadcaster().presence(snapshot)
     return snapshot
 
 
@@ -122,7 +143,10 @@ class LocalPresence:
         self.persons = {}  # member -> person key (itself without one)
         self.members = {}  # channel -> {member: (person, name)}
         self.joined = {}  # member -> set of channels
-        self.last = {}  # pacing key -> monotonic time of the last one let through
+        # Monotonic times of the last announcement let through, per channel,
+        # and of the last typing notice, per member and channel.
+        self.announced = {}  # channel -> time
+        self.typed = {}  # member -> {channel: time}
         self.held = set()  # channels whose announcement waits for refresh()
 
     def enter(self, channel, member, entry):
@@ -135,10 +159,11 @@ class LocalPresence:
             return False
         if not names:
             del self.members[channel]
+            self.announced.pop(channel, None)
         self.joined.get(member, set()).discard(channel)
+        self.unpace_typing(channel, member)
         if not self.joined.get(member):
             self.joined.pop(member, None)
-            self._forget_pacing(member)
         return True
 
     def channels_of(self, member):
@@ -147,20 +172,25 @@ class LocalPresence:
     def names(self, channel):
         return one_name_per_person(self.members.get(channel, {}).values())
 
-    def pace(self, key, interval, hold=None):
-        """True at most once per `interval` seconds for `key`; when refused,
-        remember `hold` for take_held()."""
-        now = time.monotonic()
-        if now - self.last.get(key, float("-inf")) >= interval:
-            self.last[key] = now
+    def pace_presence(self, channel, interval):
+        """True at most once per `interval` seconds for a channel; when
+        refused, the channel waits for take_held()."""
+        if _pace(self.announced, channel, interval):
             return True
-        if hold is not None:
-            self.held.add(hold)
+        self.held.add(channel)
         return False
 
-    def unpace(self, key):
-        """Let the next one for `key` through at once."""
-        self.last.pop(key, None)
+    def pace_typing(self, channel, member, interval):
+        """True at most once per `interval` seconds for a member in a channel."""
+        return _pace(self.typed.setdefault(member, {}), channel, interval)
+
+    def unpace_typing(self, channel, member):
+        """Let the member's next typing notice in the channel through at once."""
+        typed = self.typed.get(member)
+        if typed is not None:
+            typed.pop(channel, None)
+            if not typed:
+                del self.typed[member]
 
     def take_held(self):
         held, self.held = self.held, set()
@@ -169,9 +199,15 @@ class LocalPresence:
     def refresh(self):
         return set()
 
-    def _forget_pacing(self, member):
-        for key in [key for key in self.last if key[-1] == member]:
-            del self.last[key]
+
+def _pace(times, key, interval):
+    """True, noting the time, if `interval` seconds passed since the last
+    time noted for `key`."""
+    now = time.monotonic()
+    if now - times.get(key, float("-inf")) >= interval:
+        times[key] = now
+        return True
+    return False
 
 
 class RedisPresence(LocalPresence):
