@@ -90,8 +90,10 @@ class ChatNamespace(Namespace):
         since = rules.since_seq(fields.get("since"))
         name = rules.display_name(fields.get("name"))
         self._may_enter(sid, channel)
+        if not self._connected(sid):
+            return None  # it closed while the rate limit was checked
         if name:
-            presence.connect(sid, name)
+            presence.rename(sid, name)
         # Join, and hold live messages, before reading: a message committed
         # meanwhile then arrives after the history, once, not lost between.
         self.enter_room(sid, room_of(channel))
@@ -104,6 +106,8 @@ class ChatNamespace(Namespace):
             # Never leave a member held, receiving nothing, in the room.
             self.leave_room(sid, room_of(channel))
             raise
+        if not self._connected(sid):
+            return None  # it closed while the history was read: no ghost member
         present = presence.enter(channel, sid)
         return {
             "ok": True,
@@ -164,6 +168,11 @@ class ChatNamespace(Namespace):
         address (the client's own behind a proxy, see PROXY_COUNT)."""
         environ = self.server.get_environ(sid, self.namespace) or {}
         return rate_limits.Sender(sid, environ.get("REMOTE_ADDR"))
+
+    def _connected(self, sid):
+        """Whether a connection is still open: a handler that yielded (to
+        Redis, to the database) may resume after it closed."""
+        return self.server.manager.is_connected(sid, self.namespace)
 
     def _may_enter(self, sid, channel):
         """Refuse a join that would put a connection in too many channels."""
