@@ -13,6 +13,7 @@ import websocket
 from engineio import packet
 from servers import ROOT
 
+from app.extensions import socketio
 from app.wire import polling
 
 INTERVAL, TIMEOUT = 1, 1
@@ -185,6 +186,21 @@ def test_the_client_pings_and_the_server_answers_and_never_pings(server):
 
     assert set(received) == {"3"}
     assert closed_within(raw, INTERVAL + TIMEOUT + 3)  # silent now: closed
+
+
+def test_a_client_pinging_fast_has_one_deadline_kept(server):
+    raw = websocket.create_connection(
+        base(server, "websocket").replace("http", "ws"), timeout=10
+    )
+    assert raw.recv().startswith("0")
+    assert raw.recv() == "40"
+
+    for _ in range(500):
+        raw.send("2")
+    assert [raw.recv() for _ in range(500)] == ["3"] * 500
+
+    assert len(socketio.server.eio.pinger.silences) == 1
+    raw.close()
 
 
 def test_a_silent_polling_client_is_closed_after_interval_plus_timeout(server):

@@ -29,6 +29,8 @@ has no namespace, it is closed instead (as Socket.IO's own server does after
 its connectTimeout).
 """
 
+import heapq
+import itertools
 import logging
 import time
 from collections import deque
@@ -62,6 +64,7 @@ class ChatSocket(Socket):
     polling = False  # a GET waits for packets
     posting = False  # a POST's packets are being received
     b64 = False  # (protocol 3) the client reads no binary long-polling bodies
+    watched = False  # (protocol 3) the Pinger holds its deadline
 
     def send(self, pkt):
         """Send a packet: onto the WebSocket, or into the long-polling queue."""
@@ -327,6 +330,10 @@ class Pinger:
     and a deque for each keeps them in that order. (Engine.IO's own check
     goes round all sockets once per ping timeout, which let a silent one
     stay up to a whole timeout longer.)
+
+    A socket of protocol 3 has one deadline in a heap at most, however
+    often its client pings: when that deadline comes, the socket's current
+    one (moved by every PING since) is checked, or put back in the heap.
     """
 
     def __init__(self, server, joined, connect_timeout):
@@ -335,7 +342,8 @@ class Pinger:
         self.connect_timeout = connect_timeout
         self.due = deque()  # (when to ping, socket)
         self.answers = deque()  # (when the answer is late, socket)
-        self.silences = deque()  # (a protocol 3 socket's deadline, socket)
+        self.silences = []  # heap of (a protocol 3 socket's deadline, n, socket)
+        self._order = itertools.count()  # ties in the heap, sockets unordered
         self.task = None
 
     def stray(self, socket):
@@ -350,8 +358,13 @@ class Pinger:
 
     def expect(self, socket):
         """Close `socket` unless it is heard again by its deadline."""
-        self.silences.append((socket.deadline, socket))
-        self._start()
+        if not socket.watched:
+            socket.watched = True
+            self._watch(socket)
+            self._start()
+
+    def _watch(self, socket):
+        heapq.heappush(self.silences, (socket.deadline, next(self._order), socket))
 
     def _start(self):
         if self.task is None:
@@ -368,11 +381,20 @@ class Pinger:
                     late = self.server.ping_timeout + _PING_GRANULARITY
                     self.answers.append((time.monotonic() + late, socket))
             now = time.monotonic()
-            for late in (self.answers, self.silences):
-                while late and late[0][0] <= now:
-                    _, socket = late.popleft()
-                    if not socket.closing and not socket.closed:
-                        self._attempt(socket.check_ping_timeout, socket)
+            answers, silences = self.answers, self.silences
+            while answers and answers[0][0] <= now:
+                _, socket = answers.popleft()
+                if not socket.closing and not socket.closed:
+                    self._attempt(socket.check_ping_timeout, socket)
+            while silences and silences[0][0] <= now:
+                _, _, socket = heapq.heappop(silences)
+                if socket.closing or socket.closed:
+                    socket.watched = False
+                elif socket.deadline > now:  # heard since
+                    self._watch(socket)
+                else:
+                    socket.watched = False
+                    self._attempt(socket.check_ping_timeout, socket)
 
     def _wait(self):
         """Sleep until the next ping or answer falls due."""
