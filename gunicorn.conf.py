@@ -46,9 +46,14 @@ class ChatWorker(GeventWebSocketWorker):
 
 
 def _close_connections():
+    """Close every Engine.IO socket without waiting for its queue to drain:
+    a long-polling client with no poll outstanding would never drain it,
+    and the sockets after it would stay open until graceful_timeout."""
     from app.extensions import socketio
 
-    socketio.server.eio.disconnect()
+    eio = socketio.server.eio
+    for socket in list(eio.sockets.values()):
+        socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
 
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"

@@ -1,5 +1,6 @@
 """Several `make serve` processes sharing PostgreSQL and Redis."""
 
+import json
 import threading
 
 import psycopg
@@ -147,6 +148,7 @@ def test_flask_chat_post_refuses_bad_input(cluster):
 
 def test_stopping_a_process_closes_its_connections(start_server, open_tab):
     server = start_server(production=True, GRACEFUL_TIMEOUT="120")
+    open_polling_session(server.url)  # and no poll outstanding
     tab = open_tab(server.url)
     tab.join("lobby")
     closed = threading.Event()
@@ -155,9 +157,19 @@ def test_stopping_a_process_closes_its_connections(start_server, open_tab):
     server.process.terminate()
 
     # Without closing them, the worker would wait out the 120 s graceful
-    # timeout for the open WebSocket.
+    # timeout for the open WebSocket; waiting for the polling session's
+    # queue to drain would stall every socket after it as long.
+    assert closed.wait(timeout=30)
     assert server.process.wait(timeout=60) == 0
-    assert closed.wait(timeout=10)
+
+
+def open_polling_session(url):
+    """Open an Engine.IO long-polling session; return its sid."""
+    response = requests.get(
+        f"{url}/socket.io/", params={"EIO": 4, "transport": "polling"}, timeout=10
+    )
+    response.raise_for_status()
+    return json.loads(response.text[1:])["sid"]
 
 
 def test_joining_during_a_burst_sees_each_message_once_in_order(cluster, open_tab):
