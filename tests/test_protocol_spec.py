@@ -188,6 +188,26 @@ def test_a_poll_during_the_upgrade_gets_noop_and_the_websocket_the_rest(server):
     raw.close()
 
 
+def test_an_upgrade_without_a_probe_ends_within_the_ping_timeout(server):
+    url = polling_session(server)
+    raw = websocket_of(server, url.rsplit("sid=", 1)[1])
+
+    assert frames_until_closed(raw) == []
+    assert "Traceback" not in server.log()
+
+
+def test_a_probe_after_the_session_closed_is_not_answered(server):
+    url = polling_session(server)
+    raw = websocket_of(server, url.rsplit("sid=", 1)[1])
+    requests.post(url, data="1", timeout=10)  # the client closes the session
+
+    raw.send("2probe")
+    raw.send("5")
+
+    assert frames_until_closed(raw) == []
+    assert "Traceback" not in server.log()
+
+
 def test_an_unknown_namespace_is_refused_with_a_message(server):
     raw = websocket_of(server)
     raw.recv()  # open

@@ -35,6 +35,7 @@ import logging
 import time
 from collections import deque
 
+import gevent
 from engineio import exceptions, packet
 from engineio.socket import Socket
 
@@ -237,7 +238,7 @@ class ChatSocket(Socket):
 
     def _websocket_handler(self, ws):
         """Serve the WebSocket: read packets until it closes."""
-        if self.connected and not self._upgrade(ws):
+        if (self.connected and not self._upgrade(ws)) or self.closed:
             return []
         self.connected = self.upgraded = True
         self.upgrading = False
@@ -270,19 +271,27 @@ class ChatSocket(Socket):
         return []
 
     def _upgrade(self, ws):
-        """The probe exchange of a long-polling client moving to a WebSocket."""
+        """The probe exchange of a long-polling client moving to a WebSocket,
+        within the ping timeout, and while the session stays open."""
         if self.upgrading or self.upgraded:
             return False  # another WebSocket of the same session got here first
         self.upgrading = True  # packets wait in the queue meanwhile
-        if self._read(ws, packet.PING, "probe"):
-            ws.send(self.encode(packet.Packet(packet.PONG, data="probe")))
-            if self.polling:
-                self.queue.put(END_POLL)  # the pending poll ends with a NOOP
-            if self._read(ws, packet.UPGRADE):
-                return True
+        upgraded = False
+        with gevent.Timeout(self.server.ping_timeout, False):
+            upgraded = self._probe(ws)
+        if upgraded and not self.closed:
+            return True
         self.server.logger.info("%s: Failed websocket upgrade", self.sid)
         self.upgrading = False
         return False
+
+    def _probe(self, ws):
+        if not self._read(ws, packet.PING, "probe") or self.closed:
+            return False
+        ws.send(self.encode(packet.Packet(packet.PONG, data="probe")))
+        if self.polling:
+            self.queue.put(END_POLL)  # the pending poll ends with a NOOP
+        return self._read(ws, packet.UPGRADE)
 
     def _read(self, ws, kind, data=None):
         """Whether the WebSocket's next packet is of `kind` with `data`."""
