@@ -138,3 +138,18 @@ def test_receipts_are_forgotten_after_the_retry_window(app, member):
     assert forgotten == 1
     assert send(member, "lobby", "old", "c-old")["seq"] == 3
     assert send(member, "lobby", "new", "c-new")["seq"] == 2
+
+
+def test_receipts_are_forgotten_in_batches(app, member):
+    member.join("lobby")
+    for number in range(5):
+        send(member, "lobby", f"message {number}", f"c-{number}")
+    with app.app_context():
+        for receipt in db.session.scalars(db.select(Receipt)):
+            receipt.created_at = datetime.now(UTC) - timedelta(hours=25)
+        db.session.commit()
+
+        forgotten = storage.forget_receipts(batch=2)
+
+        assert forgotten == 5
+        assert db.session.scalars(db.select(Receipt)).all() == []

@@ -8,6 +8,7 @@ rolls back in one place and reports a database that does not answer as
 
 import hashlib
 import logging
+import time
 from collections import Counter
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -304,10 +305,21 @@ def _keep_receipts(connection, stored, now):
         connection.execute(_KEEP_RECEIPTS, receipts)
 
 
-def forget_receipts():
-    """Drop receipts older than CHAT_RETRY_HOURS; returns how many."""
+def forget_receipts(batch=1000):
+    """Drop receipts older than CHAT_RETRY_HOURS; returns how many.
+
+    They go `batch` at a time, each batch its own transaction, yielding to
+    other greenlets in between: an hour of receipts in one DELETE would hold
+    SQLite's only writer, and this process, for as long as it took.
+    """
     hours = current_app.config["CHAT_RETRY_HOURS"]
     cutoff = datetime.now(UTC) - timedelta(hours=hours)
-    with unit_of_work() as session:
-        result = session.execute(delete(Receipt).where(Receipt.created_at < cutoff))
-    return result.rowcount
+    oldest = select(Receipt.id).where(Receipt.created_at < cutoff).limit(batch)
+    forgotten = 0
+    while True:
+        with unit_of_work() as session:
+            result = session.execute(delete(Receipt).where(Receipt.id.in_(oldest)))
+        forgotten += result.rowcount
+        if result.rowcount < batch:
+            return forgotten
+        time.sleep(0)  # gevent patches it into a yield to other greenlets
