@@ -11,6 +11,8 @@ import pytest
 import requests
 import websocket
 
+from app.extensions import socketio
+
 # Seconds of the ping interval and timeout of the server under test.
 INTERVAL, TIMEOUT = 1, 1
 
@@ -271,6 +273,21 @@ def test_binary_attachments_longer_than_a_message_close_the_connection(server):
 
     assert frames_until_closed(raw) is not None
     assert "Traceback" not in server.log()
+
+
+def test_a_value_error_in_a_handler_is_logged_and_the_connection_stays(server):
+    def failing(sid):
+        raise ValueError("a bug in a handler")
+
+    socketio.server.on("fail", failing)
+    raw = socketio_websocket(server)
+
+    raw.send('42["fail"]')
+
+    raw.send('421["leave",{"channel":"lobby"}]')
+    assert raw.recv() == '431[{"ok":true}]'
+    assert "ValueError: a bug in a handler" in server.log()  # with its traceback
+    raw.close()
 
 
 def test_an_invalid_socketio_packet_over_polling_closes_the_session(server):

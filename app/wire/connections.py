@@ -95,8 +95,8 @@ class ChatSocket(Socket):
         self.send(packet.Packet(packet.PING))
 
     def receive(self, pkt):
-        """Act on a packet from the client; ProtocolError (a ValueError) for
-        one the protocol forbids."""
+        """Act on a packet from the client; ProtocolError for one the
+        protocol forbids."""
         kind = pkt.packet_type
         if kind == packet.MESSAGE:
             self._dispatch(pkt.data)
@@ -110,12 +110,13 @@ class ChatSocket(Socket):
             raise ProtocolError(f"unexpected Engine.IO packet {kind}")
 
     def _dispatch(self, data):
-        """Hand a message to Socket.IO, inline. A ValueError from it is a
-        packet that breaks the Socket.IO protocol, and goes to the caller;
-        anything else is logged, as engineio does."""
+        """Hand a message to Socket.IO, inline. ProtocolError, a packet that
+        breaks the Socket.IO protocol, goes to the caller; anything else
+        (the chat's handlers run inside) is logged with its traceback, as
+        engineio does, and the connection stays."""
         try:
             self.server.handlers["message"](self.sid, data)
-        except ValueError:
+        except ProtocolError:
             raise
         except Exception:
             self.server.logger.exception("message handler error")
