@@ -108,7 +108,7 @@ class Config:
     # list, such as "'self' https://intranet.example". 'none' (the default)
     # also sends X-Frame-Options: DENY for browsers that predate CSP.
     CHAT_FRAME_ANCESTORS = os.environ.get("CHAT_FRAME_ANCESTORS", "'none'")
-    # What one client may hold on the wire (app.transport, app.engine).
+    # What one client may hold on the wire (app.wire.http, app.wire.connections).
     # Seconds a client has to send a whole request (line, headers, body),
     # from connecting or from the first byte of its next request.
     REQUEST_TIMEOUT = float(os.environ.get("REQUEST_TIMEOUT", "10"))

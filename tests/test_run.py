@@ -30,3 +30,18 @@ def test_make_run_prints_the_channel_page_to_open(start_server):
     server = start_server()
 
     assert f"open {server.url}/chat?channel=lobby" in server.log()
+
+
+def test_a_message_posted_from_the_shell_reaches_members_without_redis(
+    start_server, open_tab
+):
+    server = start_server()
+    tab = open_tab(server.url)
+    tab.join("lobby")
+
+    result = server.flask("chat", "post", "lobby", "from the shell")
+
+    assert result.returncode == 0, result.stderr
+    assert "within CHAT_REPAIR_INTERVAL" in result.stdout
+    (message,) = tab.wait_for(1)
+    assert message["message"] == "from the shell"

@@ -19,8 +19,8 @@ def post(channel, message, author):
     """Store MESSAGE in CHANNEL and broadcast it to the running chat.
 
     With REDIS_URL set, connected clients of every server process get it at
-    once through the message queue; without it they get it when they next
-    join the channel.
+    once through the message queue; without it, the server finds it in the
+    database within CHAT_REPAIR_INTERVAL seconds and delivers it then.
     """
     link = current_app.extensions["chat_redis"]
     if link:
@@ -33,6 +33,9 @@ def post(channel, message, author):
         raise click.ClickException(f"{error.code}: {error.message}") from None
     click.echo(f"posted #{stored['seq']} to {stored['channel']}")
     if not link:
-        click.echo("REDIS_URL is not set: live clients see it when they next join")
+        click.echo(
+            "REDIS_URL is not set: the server delivers it from the database"
+            " within CHAT_REPAIR_INTERVAL"
+        )
     elif not link.up:
         click.echo("Redis did not answer: the servers deliver it from the database")
