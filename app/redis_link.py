@@ -81,7 +81,7 @@ class RedisLink:
             return False
         return self.answered()
 
-    def answers(self):
+    def ping(self):
         """Whether Redis answers a PING now (for /healthz)."""
         try:
             self.client.ping()

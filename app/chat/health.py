@@ -20,7 +20,7 @@ def report():
     if link is None:
         redis = "off"
     else:
-        redis = "ok" if link.answers() else "unavailable"
+        redis = "ok" if link.ping() else "unavailable"
     if database != "ok":
         status = "unavailable"
     else:
