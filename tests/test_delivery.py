@@ -236,3 +236,22 @@ def test_a_database_reset_behind_the_members_starts_over_with_resync(app, member
     assert [m["message"] for m in member.received("message")] == [
         "second after the reset"
     ]
+
+
+def test_a_member_upgraded_from_polling_gets_every_message_in_order(
+    start_thread_server, open_tab
+):
+    server = start_thread_server()
+    sender = open_tab(server.url)
+    reader = open_tab(server.url, transports=("polling", "websocket"))
+    assert reader.client.eio.current_transport == "websocket"  # upgraded
+    for tab in (sender, reader):
+        tab.join("lobby")
+    texts = [f"message {number}" for number in range(20)]
+
+    for text in texts:
+        assert sender.send("lobby", text)["ok"] is True
+
+    assert reader.texts(len(texts)) == texts
+    # It gets the frame shared with the room, as members on a WebSocket do.
+    assert socketio.server.eio.sockets[reader.client.eio.sid].frames is not None

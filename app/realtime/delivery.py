@@ -36,7 +36,7 @@ from socketio.packet import EVENT
 
 from app.realtime.broadcaster import channel_of, queue_notice
 from app.chat.errors import ChatError
-from app.wire.websocket import SharedFrame, websocket_of
+from app.wire.websocket import SharedFrame
 
 log = logging.getLogger(__name__)
 
@@ -201,15 +201,17 @@ class OrderedMessages:
             return None
 
     def _send(self, eio_sid, frame):
-        """Write a message to a member's WebSocket, or hand it to Engine.IO.
+        """Write a message to a member's WebSocket (whether it connected
+        on one or upgraded from long-polling), or hand it to Engine.IO.
 
         Every message to a member takes the same path, so they stay in order.
         """
-        websocket = websocket_of(self.server.environ.get(eio_sid))
-        if websocket is None:
+        socket = self.server.eio.sockets.get(eio_sid)
+        frames = socket.frames if socket is not None else None
+        if frames is None:
             self.server._send_eio_packet(eio_sid, frame.packet)
         else:
-            websocket.write_shared(frame)
+            frames.write_shared(frame)
 
     def _frame(self, event, data, namespace):
         """The Engine.IO frame of an event, encoded once for everyone."""

@@ -41,6 +41,7 @@ from engineio.socket import Socket
 
 from app.wire import polling
 from app.wire.packets import ProtocolError
+from app.wire.websocket import websocket_of
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class ChatSocket(Socket):
     protocol = 4
     decode = staticmethod(packet.Packet)  # a WebSocket message's packet
     websocket = None  # engineio's WebSocket wrapper, once upgraded
+    frames = None  # its CoalescingWebSocket, for frames shared by many sockets
     pinger = None
     opened = 0.0  # time.monotonic() when the socket opened
     deadline = 0.0  # time.monotonic() by which the client must be heard
@@ -324,6 +326,7 @@ class ChatSocket(Socket):
             if pkt is not None and pkt is not END_POLL:
                 ws.send(self.encode(pkt))
         self.websocket = ws
+        self.frames = websocket_of(ws.environ)
         self.queue = None
         if self.polling:
             queue.put(END_POLL)
