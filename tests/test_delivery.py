@@ -255,3 +255,18 @@ def test_a_member_upgraded_from_polling_gets_every_message_in_order(
     assert reader.texts(len(texts)) == texts
     # It gets the frame shared with the room, as members on a WebSocket do.
     assert socketio.server.eio.sockets[reader.client.eio.sid].frames is not None
+
+
+def test_no_frame_is_built_for_a_room_without_members_here(app, connect, monkeypatch):
+    manager = socketio.server.manager
+    built = []
+    frame = manager._frame
+    monkeypatch.setattr(
+        manager, "_frame", lambda *args: built.append(args) or frame(*args)
+    )
+    connect().join("elsewhere")
+
+    post(app, "nobody reads lobby here")
+
+    assert built == []
+    assert room_of("lobby") not in manager.cursors

@@ -111,6 +111,11 @@ class OrderedMessages:
         their socket; others go through Engine.IO.
         """
         members = list(self.get_participants(namespace, room))
+        if not members:
+            # Nothing to encode; and a room without members here has no
+            # cursor (as basic_leave_room keeps it).
+            self.cursors.pop(room, None)
+            return
         cursor = self.cursors.get(room)
         for message in messages:
             seq = message["seq"]
