@@ -270,3 +270,19 @@ def test_no_frame_is_built_for_a_room_without_members_here(app, connect, monkeyp
 
     assert built == []
     assert room_of("lobby") not in manager.cursors
+
+
+def test_a_join_of_a_connection_closed_meanwhile_leaves_nothing(app, connect):
+    member = connect()
+    manager = socketio.server.manager
+    sid = manager.sid_from_eio_sid(member.client.eio_sid, "/")
+    members = app.extensions["chat_broadcaster"]
+    post(app, "before")
+    history = read_history(app)
+
+    member.client.disconnect()  # while the join waited
+    members.hold(sid, "lobby")
+    members.replay(sid, "lobby", history.messages, history.last_seq)
+
+    assert (sid, room_of("lobby")) not in manager.positions
+    assert room_of("lobby") not in manager.cursors

@@ -141,9 +141,11 @@ class OrderedMessages:
         notice = {"channel": channel_of(room), "recovered": False, "last_seq": last_seq}
         self._send(eio_sid, SharedFrame(self._frame(RESYNC_EVENT, notice, namespace)))
 
-    def hold(self, sid, room):
-        """Hold live messages for a member whose history is about to be read."""
-        self.positions[(sid, room)] = []
+    def hold(self, sid, room, namespace="/"):
+        """Hold live messages for a member whose history is about to be read
+        (nothing, for a connection closed meanwhile)."""
+        if self.is_connected(sid, namespace):
+            self.positions[(sid, room)] = []
 
     def replay(self, sid, room, history, last_seq, namespace="/"):
         """Send a joiner its history, then the live messages held meanwhile.
@@ -174,8 +176,11 @@ class OrderedMessages:
             held = self.positions.get(key)
             if held is None:
                 return None  # the member left, or disconnected, meanwhile
-            held = held if isinstance(held, list) else []
             eio_sid = self.eio_sid_from_sid(sid, namespace)
+            if eio_sid is None or not self.is_connected(sid, namespace):
+                self.positions.pop(key, None)  # it is disconnecting
+                return None
+            held = held if isinstance(held, list) else []
             position = last_seq
             for message in history:
                 if not first and message["seq"] > position + 1:
