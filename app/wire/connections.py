@@ -59,6 +59,8 @@ class ChatSocket(Socket):
 
     protocol = 4
     decode = staticmethod(packet.Packet)  # a WebSocket message's packet
+    # A packet as a WebSocket message (LegacySocket writes protocol 3's).
+    encode = staticmethod(packet.Packet.encode)
     websocket = None  # engineio's WebSocket wrapper, once upgraded
     frames = None  # its CoalescingWebSocket, for frames shared by many sockets
     pinger = None
@@ -75,7 +77,7 @@ class ChatSocket(Socket):
         if websocket is None:
             return super().send(pkt)
         if self.check_ping_timeout():
-            websocket.send(pkt.encode())
+            websocket.send(self.encode(pkt))
 
     def schedule_ping(self):
         """Ping again one interval after the client answered the last ping."""
@@ -303,11 +305,6 @@ class ChatSocket(Socket):
         except (ValueError, TypeError):
             return False
         return pkt.packet_type == kind and (data is None or pkt.data == data)
-
-    @staticmethod
-    def encode(pkt):
-        """A packet as a WebSocket message."""
-        return pkt.encode()
 
     def _move_queue_to(self, ws):
         """Send what waits in the queue, then send straight to the WebSocket,

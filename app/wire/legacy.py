@@ -58,11 +58,7 @@ class LegacySocket(ChatSocket):
             and data[:1] in ("0", "4")
         ):
             pkt = packet.Packet(packet.MESSAGE, to_protocol4(data))
-        websocket = self.websocket
-        if websocket is None:
-            return super().send(pkt)
-        if self.check_ping_timeout():
-            websocket.send(self.encode(pkt))
+        return super().send(pkt)
 
     @staticmethod
     def encode(pkt):
