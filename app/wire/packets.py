@@ -4,11 +4,12 @@ python-socketio raises (and Engine.IO logs a traceback) when a client sends
 broken JSON, an unknown packet type or an event that is not a list starting
 with a name, and it lets some of those through. CheckedPacket raises
 ProtocolError for every packet that breaks the Socket.IO protocol (types,
-namespace, ack id, payload shapes as socket.io-parser checks them), and the
-connection that sent it is closed, as the specification says
-(app.wire.connections). A well-formed event with a bad payload (a `join`
-without a channel) is not a protocol error: the chat answers it with
-`chat_error`.
+namespace, ack id, payload shapes and reserved event names as
+socket.io-parser checks them, more than MAX_ATTACHMENTS binary attachments,
+or attachments together longer than a message), and the connection that sent
+it is closed, as the specification says (app.wire.connections). A well-formed
+event with a bad payload (a `join` without a channel) is not a protocol
+error: the chat answers it with `chat_error`.
 """
 
 import json
