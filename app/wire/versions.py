@@ -15,6 +15,8 @@ WRITTEN_AGAINST = {
     "Flask-SocketIO": "5.7.0",
     "gevent-websocket": "0.10.1",
     "gevent": "26.9.0",
+    # gunicorn.conf.py's worker sets the handler of gevent-websocket's worker
+    "gunicorn": "27.0.1",
 }
 
 
