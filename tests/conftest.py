@@ -155,6 +155,17 @@ def start_thread_server(tmp_path):
         server.stop()
 
 
+# Seconds of the ping interval, and of the timeout, of `pinging_server`.
+QUICK_PING = 1
+
+
+@pytest.fixture
+def pinging_server(start_thread_server):
+    """The chat on gevent pinging every QUICK_PING seconds, with as long to
+    answer: for the tests of heartbeats, deadlines and upgrades."""
+    return start_thread_server(PING_INTERVAL=QUICK_PING, PING_TIMEOUT=QUICK_PING)
+
+
 @pytest.fixture
 def open_tab():
     """Open python-socketio clients (`open_tab(url)`); all close after the test."""

@@ -10,19 +10,20 @@ import time
 import pytest
 import requests
 import websocket
+from conftest import QUICK_PING
 from engineio import packet
 from servers import ROOT
 
 from app.extensions import socketio
 from app.wire import polling
 
-INTERVAL, TIMEOUT = 1, 1
+INTERVAL = TIMEOUT = QUICK_PING  # of the `server` below
 EVENT = '42["send_message",{"channel":"lobby","message":"안녕 😀 \ud7a3"}]'
 
 
 @pytest.fixture
-def server(start_thread_server):
-    return start_thread_server(PING_INTERVAL=INTERVAL, PING_TIMEOUT=TIMEOUT)
+def server(pinging_server):
+    return pinging_server
 
 
 def base(server, transport="polling"):

@@ -10,9 +10,8 @@ import websocket
 
 
 @pytest.fixture
-def server(start_thread_server):
-    # A ping every second, and a second to answer it.
-    return start_thread_server(PING_INTERVAL=1, PING_TIMEOUT=1)
+def server(pinging_server):
+    return pinging_server
 
 
 def engineio_socket(server):

@@ -10,16 +10,17 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 import websocket
+from conftest import QUICK_PING
 
 from app.extensions import socketio
 
 # Seconds of the ping interval and timeout of the server under test.
-INTERVAL, TIMEOUT = 1, 1
+INTERVAL = TIMEOUT = QUICK_PING
 
 
 @pytest.fixture
-def server(start_thread_server):
-    return start_thread_server(PING_INTERVAL=INTERVAL, PING_TIMEOUT=TIMEOUT)
+def server(pinging_server):
+    return pinging_server
 
 
 def base(server, transport="polling"):
