@@ -12,6 +12,13 @@ expect = playwright_api.expect
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
+# Servers the pages talk to ping every 5 s with 5 s to answer. A server that
+# stops while a page is moving from long-polling to a WebSocket leaves
+# socket.io-client's long-polling paused, with no request to fail: the page
+# learns that the server is gone from the heartbeat alone, which takes the
+# ping interval plus the timeout (45 s with the defaults).
+QUICK_HEARTBEAT = {"PING_INTERVAL": "5", "PING_TIMEOUT": "5"}
+
 
 def send(page, text):
     """Type a message and press Enter."""

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 import requests
-from browsing import ARTIFACTS, delivered, expect, say, send
+from browsing import ARTIFACTS, QUICK_HEARTBEAT, delivered, expect, say, send
 from conftest import POSTGRES_ADMIN_URL
 from servers import ROOT
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.server
 
 @pytest.fixture
 def server(start_server):
-    return start_server()
+    return start_server(**QUICK_HEARTBEAT)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import shutil
 
 import pytest
 import requests
-from browsing import ARTIFACTS, delivered, expect, say
+from browsing import ARTIFACTS, QUICK_HEARTBEAT, delivered, expect, say
 from servers import ROOT, ServerProcess
 
 pytestmark = pytest.mark.server
@@ -30,7 +30,8 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"  # the README's
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     server = ServerProcess(
-        tmp_path_factory.mktemp("page"), {"CHAT_HISTORY_LIMIT": str(HISTORY_LIMIT)}
+        tmp_path_factory.mktemp("page"),
+        {"CHAT_HISTORY_LIMIT": str(HISTORY_LIMIT), **QUICK_HEARTBEAT},
     )
     server.migrate()
     server.start()
