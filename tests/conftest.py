@@ -245,3 +245,26 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def open_page(browser, server):
+    """Open the chat's channel page in a fresh browser context of the
+    module's `server`, connected; with a name, as someone who chose that name
+    before; `on` another server."""
+    from browsing import expect  # Playwright: only for the browser tests
+
+    contexts = []
+
+    def open_channel(channel="lobby", name=None, on=server, **context_options):
+        contexts.append(browser.new_context(**context_options))
+        if name:
+            contexts[-1].add_init_script(f"localStorage.setItem('chat.name', {name!r})")
+        page = contexts[-1].new_page()
+        page.goto(f"{on.url}/chat?channel={channel}")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "online")
+        return page
+
+    yield open_channel
+    for context in contexts:
+        context.close()

@@ -19,26 +19,6 @@ def server(start_server):
     return start_server(**QUICK_HEARTBEAT)
 
 
-@pytest.fixture
-def open_page(browser, server):
-    """Open the channel page in a fresh browser context, connected; with a
-    name, as someone who chose that name before; `on` another server."""
-    contexts = []
-
-    def open_channel(channel="lobby", name=None, on=server, **context_options):
-        contexts.append(browser.new_context(**context_options))
-        if name:
-            contexts[-1].add_init_script(f"localStorage.setItem('chat.name', {name!r})")
-        page = contexts[-1].new_page()
-        page.goto(f"{on.url}/chat?channel={channel}")
-        expect(page.locator("#connection")).to_have_attribute("data-state", "online")
-        return page
-
-    yield open_channel
-    for context in contexts:
-        context.close()
-
-
 def went_offline(page):
     """Wait until the page shows it is offline (generously: a loaded
     machine can take seconds to run the page's handlers)."""

@@ -74,23 +74,6 @@ def open_document_page(browser, server):
         context.close()
 
 
-@pytest.fixture
-def open_chat_page(browser, server):
-    """Open the chat's own page (templates/chat.html), connected."""
-    contexts = []
-
-    def open_page(channel="lobby"):
-        contexts.append(browser.new_context())
-        page = contexts[-1].new_page()
-        page.goto(f"{server.url}/chat?channel={channel}")
-        expect(page.locator("#connection")).to_have_attribute("data-state", "online")
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
-
-
 def submit(page, text):
     """Type into the document page's form and send it, as a person does."""
     page.fill("#messageInput", text)
@@ -99,9 +82,9 @@ def submit(page, text):
 
 @pytest.mark.parametrize("websocket", [True, False], ids=["websocket", "polling"])
 def test_the_document_page_chats_with_the_chat_page(
-    open_document_page, open_chat_page, server, websocket
+    open_document_page, open_page, server, websocket
 ):
-    modern = open_chat_page()
+    modern = open_page()
     say(modern, "먼저 온 메시지")  # history for the document page's join
 
     page, websockets = open_document_page(websocket=websocket)
