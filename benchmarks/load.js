@@ -8,7 +8,7 @@
  *   node load.js connections --url http://127.0.0.1:5000 [--clients 10000] [--channel-size 1000] [--hold]
  *   node load.js abuse       --url http://127.0.0.1:5000 [--clients 100] [--channels 10]
  *                            [--rate 500] [--duration 5] [--in-flight 200] [--warmup 1]
- *                            [--flood both|send|join] [--latencies-file PATH]
+ *                            [--flood both|send|join] [--firehose] [--latencies-file PATH]
  *
  * Every scenario also takes --timeout SECONDS (default 120) and
  * --connect-concurrency N (default 200, connections being opened at once).
@@ -34,6 +34,10 @@
  *              normal message is delivered. It runs on a thread of its own,
  *              at a lower priority (nice 10 on Linux), so that its acks take
  *              no time from the thread timing the normal clients.
+ *              With --firehose the abusive client waits for nothing: it
+ *              emits --in-flight events every 5 ms whatever has been
+ *              answered (pausing only while disconnected), and at the end
+ *              counts what was not answered rather than waiting for it.
  *              Refusals of the flood (`rate_limited` or any other) are
  *              counted, not failures; the normal clients are checked as in
  *              latency.
@@ -71,6 +75,8 @@ const ABUSER_RETRY_CONNECT_MS = 100;
 // clients, as an abuser on a machine of its own would not.
 const ABUSER_NICE = 10;
 const FLOOD_MODES = ["both", "send", "join"];
+// A firehose abuser emits --in-flight events every this many ms.
+const FIREHOSE_PERIOD_MS = 5;
 
 // ---------------------------------------------------------------- helpers
 
@@ -581,6 +587,7 @@ function runAbuse(opts, deadline) {
     channel: `bench-${newRunId()}-abuse`,
     inFlight: opts["in-flight"],
     flood: opts.flood,
+    firehose: opts.firehose,
     ackTimeoutMs: ABUSER_ACK_TIMEOUT_MS,
   });
   abuser.warmup = opts.warmup;
@@ -626,7 +633,8 @@ function createAbuser(settings) {
     async start(deadline) {
       worker = new Worker(__filename, { workerData: settings });
       await deadline.within(replyOf(worker), "connecting the abusive client");
-      log(`abusive client joined ${settings.channel}; flooding (${settings.flood}, ${settings.inFlight} in flight)`);
+      const pace = settings.firehose ? `${settings.inFlight} every ${FIREHOSE_PERIOD_MS} ms` : `${settings.inFlight} in flight`;
+      log(`abusive client joined ${settings.channel}; flooding (${settings.flood}, ${pace})`);
       worker.postMessage({ type: "start" });
       await deadline.within(new Promise((resolve) => setTimeout(resolve, this.warmup * 1000)), "warming up");
     },
@@ -646,6 +654,7 @@ function createAbuser(settings) {
       const perSecond = (count) => (stats?.floodSeconds ? round(count / stats.floodSeconds, 1) : null);
       return {
         flood: settings.flood,
+        firehose: Boolean(settings.firehose),
         in_flight: settings.inFlight,
         warmup_s: this.warmup,
         abuser_flood_s: round(stats?.floodSeconds ?? null, 3),
@@ -688,7 +697,7 @@ function niceThisThread(nice) {
   }
 }
 
-function runAbuserThread({ url, channel, inFlight, flood, ackTimeoutMs }) {
+function runAbuserThread({ url, channel, inFlight, flood, firehose, ackTimeoutMs }) {
   const stats = {
     nice: niceThisThread(ABUSER_NICE),
     send: { attempted: 0, accepted: 0 },
@@ -715,12 +724,15 @@ function runAbuserThread({ url, channel, inFlight, flood, ackTimeoutMs }) {
   let issued = 0;
   let lastSeq = 0;
   let startedAt = null;
+  let hose = null; // the firehose's timer
 
   const post = (message) => parentPort.postMessage(message);
 
   function finishIfDrained() {
-    if (!stopping || pending > 0) return;
+    if (!stopping || (pending > 0 && !firehose)) return;
     stopping = false;
+    stats.unanswered += firehose ? pending : 0; // a firehose waits for nothing
+    pending = 0;
     stats.attempted = stats.send.attempted + stats.join.attempted;
     stats.accepted = stats.send.accepted + stats.join.accepted;
     if (socket) {
@@ -746,10 +758,10 @@ function runAbuserThread({ url, channel, inFlight, flood, ackTimeoutMs }) {
   }
 
   function answered(kind, mine, error, ack) {
-    if (mine !== generation) return; // from a connection already given up
+    if (mine !== generation || (firehose && !running)) return; // given up already
     pending--;
     record(kind, error, ack);
-    pump();
+    if (!firehose) pump();
     finishIfDrained();
   }
 
@@ -763,11 +775,20 @@ function runAbuserThread({ url, channel, inFlight, flood, ackTimeoutMs }) {
       kind === "send"
         ? ["send_message", { channel, message: `flood ${issued} ${MESSAGE_PAD}` }]
         : ["join", { channel, since: lastSeq }];
-    socket.timeout(ackTimeoutMs).emit(event, payload, (error, ack) => answered(kind, mine, error, ack));
+    const answer = (error, ack) => answered(kind, mine, error, ack);
+    if (firehose) socket.emit(event, payload, (ack) => answer(null, ack));
+    else socket.timeout(ackTimeoutMs).emit(event, payload, answer);
   }
 
   function pump() {
+    if (firehose) return;
     while (running && connected && pending < inFlight) issue();
+  }
+
+  /** The firehose: inFlight events every period while connected. */
+  function spray() {
+    if (!running || !connected) return;
+    for (let n = 0; n < inFlight; n++) issue();
   }
 
   /** Connects and joins; the first time, that join is setup, not flood. */
@@ -828,9 +849,11 @@ function runAbuserThread({ url, channel, inFlight, flood, ackTimeoutMs }) {
     if (type === "start") {
       running = true;
       startedAt = performance.now();
+      if (firehose) hose = setInterval(spray, FIREHOSE_PERIOD_MS);
       pump();
     } else if (type === "stop") {
       running = false;
+      clearInterval(hose);
       stopping = true;
       stopped = true;
       if (startedAt !== null) stats.floodSeconds = (performance.now() - startedAt) / 1000;
@@ -969,6 +992,7 @@ function parseOptions(argv) {
       flood: stringOption,
       client: { type: "string", default: "4" },
       hold: { type: "boolean", default: false },
+      firehose: { type: "boolean", default: false },
       ...Object.fromEntries([...INTEGER_OPTIONS, ...NUMBER_OPTIONS].map((name) => [name, stringOption])),
     },
   });

@@ -80,6 +80,8 @@ FULL = {
     "channels": "--channels 100000 --requests 50".split(),
     "abuse": "--clients 100 --channels 10 --rate 500 --duration 5".split()
     + "--in-flight 200 --warmup 1 --flood both".split(),
+    "firehose": "--clients 100 --channels 10 --rate 500 --duration 5".split()
+    + "--in-flight 100 --warmup 1 --flood both --firehose".split(),
 }
 QUICK = {
     "burst": "--clients 10 --channels 2 --messages 10".split(),
@@ -90,13 +92,27 @@ QUICK = {
     "channels": "--channels 1000 --requests 5".split(),
     "abuse": "--clients 10 --channels 2 --rate 50 --duration 1".split()
     + "--in-flight 20 --warmup 0.2 --flood both".split(),
+    "firehose": "--clients 10 --channels 2 --rate 50 --duration 1".split()
+    + "--in-flight 20 --warmup 0.2 --flood both --firehose".split(),
 }
+SCENARIOS = (
+    "burst",
+    "latency",
+    "connections",
+    "storage",
+    "frames",
+    "channels",
+    "abuse",
+    "firehose",
+)
 TARGETS = {
     ("burst", "delivered_per_s"): "≥ 1.0× peer",
     ("latency", "p99_ms"): "≤ 1.5× peer",
     ("connections", "rss_per_connection_kb"): "≤ 30 KB",
     ("storage", "storage_ratio"): "≤ 1.2×",
+    ("burst", "cpu_us_per_delivery"): "≤ 1.0× peer",
     ("abuse", "p99_ms"): "normal clients' p99 ≤ 100 ms",
+    ("firehose", "p99_ms"): "normal clients' p99 ≤ 100 ms",
     ("channels", "ms"): "< 50 ms",
 }
 
@@ -120,6 +136,13 @@ def wait_for(url, process, timeout=30):
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url}: no answer")
+
+
+def cpu_seconds(pid):
+    """User and system CPU time the process `pid` has used, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kb(pid):
@@ -200,8 +223,10 @@ class Peer:
         self.process.wait(timeout=30)
 
 
-def load(scenario, url, options, extra=()):
-    """Run one load.js scenario; its JSON result."""
+def load(scenario, url, options, extra=(), pid=None):
+    """Run one load.js scenario; its JSON result. With the server's `pid`,
+    also the server's CPU time per delivered message, in µs."""
+    cpu = cpu_seconds(pid) if pid else None
     done = subprocess.run(
         ["node", "load.js", scenario, "--url", url, *options, *extra],
         cwd=HERE,
@@ -211,6 +236,9 @@ def load(scenario, url, options, extra=()):
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["exit"] = done.returncode
+    if pid and result.get("deliveries"):
+        used = cpu_seconds(pid) - cpu
+        result["cpu_us_per_delivery"] = round(used / result["deliveries"] * 1e6, 2)
     return result
 
 
@@ -237,36 +265,53 @@ def connections(server, options):
     return result
 
 
-def run_round(server, sizes, workdir, latencies):
-    server.start(workdir, BENCH_ENV)
-    try:
-        latency_file = workdir / f"{server.name}-latencies.txt"
-        results = {
-            "burst": load("burst", server.url, sizes["burst"]),
-            "burst_2x": load("burst", server.url, sizes["burst"], ["--client", "2"]),
-            "latency": load(
-                "latency",
-                server.url,
-                sizes["latency"],
-                ["--latencies-file", str(latency_file)],
-            ),
-            "connections": connections(server, sizes["connections"]),
-        }
-        latencies[server.name].extend(
-            float(line) for line in latency_file.read_text().split()
-        )
-    finally:
-        server.stop()
-    results["abuse"] = abuse(server, sizes, workdir / "abuse")
+def run_round(server, sizes, workdir, latencies, only):
+    results = {}
+    if only & {"burst", "latency", "connections"}:
+        server.start(workdir, BENCH_ENV)
+        try:
+            results.update(loads(server, sizes, workdir, latencies, only))
+        finally:
+            server.stop()
+    for scenario in ("abuse", "firehose"):
+        if scenario in only:
+            results[scenario] = abuse(server, scenario, sizes, workdir / scenario)
     return results
 
 
-def abuse(server, sizes, workdir):
-    """Scenario (e), on a server started afresh with ABUSE_ENV."""
+def loads(server, sizes, workdir, latencies, only):
+    """Scenarios (a) to (c) on one server."""
+    results = {}
+    pid = server.serving_pid
+    if "burst" in only:
+        results["burst"] = load("burst", server.url, sizes["burst"], pid=pid)
+        results["burst_2x"] = load(
+            "burst", server.url, sizes["burst"], ["--client", "2"], pid=pid
+        )
+    if "latency" in only:
+        latency_file = workdir / f"{server.name}-latencies.txt"
+        results["latency"] = load(
+            "latency",
+            server.url,
+            sizes["latency"],
+            ["--latencies-file", str(latency_file)],
+            pid=pid,
+        )
+        latencies[server.name].extend(
+            float(line) for line in latency_file.read_text().split()
+        )
+    if "connections" in only:
+        results["connections"] = connections(server, sizes["connections"])
+    return results
+
+
+def abuse(server, scenario, sizes, workdir):
+    """Scenario (e), one abuser (`abuse` or `firehose`), on a server started
+    afresh with ABUSE_ENV."""
     workdir.mkdir()
     server.start(workdir, ABUSE_ENV)
     try:
-        result = load("abuse", server.url, sizes["abuse"])
+        result = load("abuse", server.url, sizes[scenario])
     finally:
         server.stop()
     if "rate_limited" in result.get("error", ""):
@@ -298,14 +343,18 @@ def in_process(scenario, sizes, rounds):
 
 
 def median_of(rounds, scenario, field):
-    values = [result[scenario][field] for result in rounds if field in result[scenario]]
+    values = [
+        result[scenario][field]
+        for result in rounds
+        if field in result.get(scenario, {})
+    ]
     return statistics.median(values) if values else None
 
 
-def flood(rounds, kind):
+def flood(rounds, scenario, kind):
     """(e)'s abusive events `kind` (attempted, accepted): 'count (rate/s)'."""
-    count = median_of(rounds, "abuse", f"abuser_{kind}")
-    rate = median_of(rounds, "abuse", f"abuser_{kind}_per_s")
+    count = median_of(rounds, scenario, f"abuser_{kind}")
+    rate = median_of(rounds, scenario, f"abuser_{kind}_per_s")
     if count is None:
         return None
     return f"{count:,.0f} ({rate:,.0f}/s)" if rate is not None else f"{count:,.0f}"
@@ -346,33 +395,14 @@ def channel_rows(channels_result):
     ]
 
 
-def summarise(rounds, storage_result, frames_result, channels_result):
-    """Medians per server, ratios project/peer, and whether all verified."""
-    fields = [
-        ("burst", "delivered_per_s", "(a) delivered messages/s"),
-        ("burst_2x", "delivered_per_s", "(a) the same, socket.io-client 2.x"),
-        ("latency", "p50_ms", "(b) latency p50 ms"),
-        ("latency", "p99_ms", "(b) latency p99 ms"),
-        ("latency", "max_ms", "(b) latency max ms"),
-        ("connections", "connect_s", "(c) connect all, s"),
-        ("connections", "connect_errors", "(c) connect errors"),
-        ("connections", "rss_per_connection_kb", "(c) server RSS per connection, KB"),
-        ("connections", "fanout_ms", "(c) fan-out to the big channel, ms"),
-    ]
-    abuse_fields = [
-        ("abuse", "p50_ms", "(e) normal clients' latency p50 ms, beside a flood"),
-        ("abuse", "p99_ms", "(e) normal clients' latency p99 ms, beside a flood"),
-        ("abuse", "max_ms", "(e) normal clients' latency max ms, beside a flood"),
-    ]
-    rows = [
-        measure_row(rounds, scenario, field, label) for scenario, field, label in fields
-    ]
+def storage_rows(storage_result):
+    """(d): the median µs of a write with few and with many stored."""
     sizes = {
         int(size): statistics.median(values)
         for size, values in storage_result["rounds_us"].items()
     }
     small, large = sorted(sizes)
-    rows.append(
+    return [
         {
             "label": f"(d) store+number+prune, µs, {small:,} vs {large:,} stored",
             "field": "storage_ratio",
@@ -381,26 +411,74 @@ def summarise(rounds, storage_result, frames_result, channels_result):
             "ratio": sizes[large] / sizes[small],
             "target": TARGETS[("storage", "storage_ratio")],
         }
-    )
-    rows += frame_rows(frames_result)
-    rows += channel_rows(channels_result)
-    rows += [
-        measure_row(rounds, scenario, field, label)
-        for scenario, field, label in abuse_fields
+    ]
+
+
+MEASURES = [
+    ("burst", "delivered_per_s", "(a) delivered messages/s"),
+    ("burst", "cpu_us_per_delivery", "(a) server CPU per delivered message, µs"),
+    ("burst_2x", "delivered_per_s", "(a) the same, socket.io-client 2.x"),
+    (
+        "burst_2x",
+        "cpu_us_per_delivery",
+        "(a) CPU per delivery, socket.io-client 2.x, µs",
+    ),
+    ("latency", "p50_ms", "(b) latency p50 ms"),
+    ("latency", "p99_ms", "(b) latency p99 ms"),
+    ("latency", "max_ms", "(b) latency max ms"),
+    ("latency", "cpu_us_per_delivery", "(b) server CPU per delivered message, µs"),
+    ("connections", "connect_s", "(c) connect all, s"),
+    ("connections", "connect_errors", "(c) connect errors"),
+    ("connections", "rss_per_connection_kb", "(c) server RSS per connection, KB"),
+    ("connections", "fanout_ms", "(c) fan-out to the big channel, ms"),
+]
+ABUSERS = {
+    "abuse": "(e) beside a flood, 200 in flight:",
+    "firehose": "(e) beside a firehose, 100 every 5 ms:",
+}
+
+
+def abuse_rows(rounds, scenario):
+    """(e) with one abuser: the normal clients' latency, the flood's counts."""
+    title = ABUSERS[scenario]
+    rows = [
+        measure_row(rounds, scenario, field, f"{title} normal clients' {name} ms")
+        for field, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("max_ms", "max"))
     ]
     for kind, label in [
-        ("attempted", "(e) abuser's events attempted (per s)"),
-        ("accepted", "(e) abuser's events accepted, ok: true (per s)"),
+        ("attempted", "abuser's events attempted (per s)"),
+        ("accepted", "abuser's events accepted, ok: true (per s)"),
     ]:
         rows.append(
             {
-                "label": label,
+                "label": f"{title} {label}",
                 "field": f"abuser_{kind}",
-                "project": flood(rounds["project"], kind),
-                "peer": flood(rounds["peer"], kind),
+                "project": flood(rounds["project"], scenario, kind),
+                "peer": flood(rounds["peer"], scenario, kind),
                 "ratio": None,
             }
         )
+    return rows
+
+
+def summarise(rounds, in_process_results):
+    """Medians per server, ratios project/peer, and whether all verified."""
+    measured = {scenario for result in rounds["project"] for scenario in result}
+    rows = [
+        measure_row(rounds, scenario, field, label)
+        for scenario, field, label in MEASURES
+        if scenario in measured
+    ]
+    for scenario, rows_of in [
+        ("storage", storage_rows),
+        ("frames", frame_rows),
+        ("channels", channel_rows),
+    ]:
+        if scenario in in_process_results:
+            rows += rows_of(in_process_results[scenario])
+    for scenario in ABUSERS:
+        if scenario in measured:
+            rows += abuse_rows(rounds, scenario)
     verified = all(
         result[scenario].get("ok") and result[scenario]["exit"] == 0
         for name in rounds
@@ -518,7 +596,15 @@ def main():
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round")
     parser.add_argument("--output", type=Path, default=HERE / "README.md")
     parser.add_argument("--plot", type=Path, default=HERE / "latency.png")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SCENARIOS,
+        default=SCENARIOS,
+        help="run these scenarios alone (the report is then not written)",
+    )
     args = parser.parse_args()
+    only = set(args.only)
     sizes = QUICK if args.quick else FULL
     rounds_count = 1 if args.quick else args.rounds
     servers = [Project(), Peer()]
@@ -531,25 +617,20 @@ def main():
                 workdir = Path(folder) / f"{server.name}-{number}"
                 workdir.mkdir()
                 print(f"round {number + 1}: {server.name}", file=sys.stderr, flush=True)
-                rounds[server.name].append(run_round(server, sizes, workdir, latencies))
-    storage_result = in_process("storage", sizes, rounds_count)
-    frames_result = in_process("frames", sizes, rounds_count)
-    channels_result = in_process("channels", sizes, rounds_count)
-    rows, verified = summarise(rounds, storage_result, frames_result, channels_result)
+                rounds[server.name].append(
+                    run_round(server, sizes, workdir, latencies, only)
+                )
+    measured = {
+        scenario: in_process(scenario, sizes, rounds_count)
+        for scenario in ("storage", "frames", "channels")
+        if scenario in only
+    }
+    rows, verified = summarise(rounds, measured)
     print(table(rows))
-    plot(latencies, args.plot)
-    write_report(args.output, rows, verified, rounds_count, args.plot.name)
-    print(
-        json.dumps(
-            {
-                "verified": verified,
-                "rounds": rounds,
-                "storage": storage_result,
-                "frames": frames_result,
-                "channels": channels_result,
-            }
-        )
-    )
+    if only == set(SCENARIOS):
+        plot(latencies, args.plot)
+        write_report(args.output, rows, verified, rounds_count, args.plot.name)
+    print(json.dumps({"verified": verified, "rounds": rounds, **measured}))
     return 0 if verified else 1
 
 

@@ -28,15 +28,18 @@ def test_a_quick_benchmark_run_verifies_every_scenario(tmp_path):
     for server in ("project", "peer"):
         (round_,) = summary["rounds"][server]
         assert round_["burst"]["lost"] == 0
+        assert round_["burst"]["cpu_us_per_delivery"] > 0
         assert round_["latency"]["deliveries"] > 0
         assert round_["connections"]["connect_errors"] == 0
         assert_abuse_counted(round_["abuse"])
+        assert_abuse_counted(round_["firehose"])
     # The yardstick has no rate limits: every abusive event is accepted.
     (peer,) = summary["rounds"]["peer"]
     assert peer["abuse"]["abuser_refused"] == {}
     text = report.read_text()
     assert "(a) delivered messages/s" in text
-    assert "(e) normal clients' latency p99 ms" in text
+    assert "(a) server CPU per delivered message, µs" in text
+    assert "(e) beside a firehose, 100 every 5 ms: normal clients' p99 ms" in text
     assert "normal clients' p99 ≤ 100 ms" in text
     assert plot.stat().st_size > 0
 
