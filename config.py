@@ -122,6 +122,13 @@ class Config:
     # Seconds an Engine.IO connection has to connect to the Socket.IO
     # namespace; it is closed at its next ping after that.
     CONNECT_TIMEOUT = float(os.environ.get("CONNECT_TIMEOUT", "45"))
+    # Each connection's budget of inbound events (WebSocket frames,
+    # long-polling packets), app.wire.budget: read no faster than
+    # INBOUND_RATE a second (0: no budget) after a burst of INBOUND_BURST,
+    # and closed after INBOUND_CLOSE_AFTER seconds over it without a pause.
+    INBOUND_RATE = float(os.environ.get("INBOUND_RATE", "100"))
+    INBOUND_BURST = float(os.environ.get("INBOUND_BURST", "200"))
+    INBOUND_CLOSE_AFTER = float(os.environ.get("INBOUND_CLOSE_AFTER", "10"))
     # Serve clients of Engine.IO protocol 3 (socket.io-client 1.x and 2.x,
     # and SDKs of their time) beside protocol 4 on the same endpoint.
     ALLOW_EIO3 = _switch(os.environ.get("ALLOW_EIO3", "on"))

@@ -40,6 +40,7 @@ from engineio import exceptions, packet
 from engineio.socket import Socket
 
 from app.wire import polling
+from app.wire.budget import InboundBudget, OverBudget
 from app.wire.packets import ProtocolError
 from app.wire.websocket import websocket_of
 
@@ -70,6 +71,7 @@ class ChatSocket(Socket):
     posting = False  # a POST's packets are being received
     b64 = False  # (protocol 3) the client reads no binary long-polling bodies
     watched = False  # (protocol 3) the Pinger holds its deadline
+    budget = None  # the InboundBudget of its long-polling packets
 
     def send(self, pkt):
         """Send a packet: onto the WebSocket, or into the long-polling queue."""
@@ -209,14 +211,21 @@ class ChatSocket(Socket):
         if length > self.server.max_http_buffer_size:
             self.refuse("a long-polling body over the limit")
         body = environ["wsgi.input"].read(length)
+        if self.budget is None:
+            self.budget = InboundBudget(self.server.budget)
         self.posting = True
         try:
             for pkt in polling.decode(body, self.protocol, environ.get("CONTENT_TYPE")):
+                self.budget.take()  # the answer waits while over the budget
+                if self.closed:
+                    break
                 self.receive(pkt)
                 if self.closed:
                     break
         except ValueError as error:
             self.refuse(f"invalid input ({error})")
+        except OverBudget as over:
+            self.refuse(str(over), self.server.reason.SERVER_DISCONNECT)
         finally:
             self.posting = False
 

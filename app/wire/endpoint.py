@@ -26,6 +26,7 @@ import urllib.parse
 from engineio import exceptions, packet
 from engineio.server import Server
 
+from app.wire.budget import DEFAULT
 from app.wire.connections import ChatSocket, Pinger
 from app.wire.legacy import LegacySocket
 
@@ -34,10 +35,11 @@ logger = logging.getLogger(__name__)
 _SOCKETS = {"4": ChatSocket, "3": LegacySocket}
 
 
-def install(server, connect_timeout, allow_eio3=True):
+def install(server, connect_timeout, allow_eio3=True, budget=DEFAULT):
     """Serve the Socket.IO `server`'s Engine.IO requests with ChatEngine:
-    protocol 3 too when `allow_eio3`, and sessions closed when they have
-    joined no namespace `connect_timeout` seconds after they opened."""
+    protocol 3 too when `allow_eio3`, sessions closed when they have joined
+    no namespace `connect_timeout` seconds after they opened, and each
+    long-polling session's packets read within its inbound `budget`."""
     eio, manager = server.eio, server.manager
 
     def joined(sid):
@@ -49,6 +51,7 @@ def install(server, connect_timeout, allow_eio3=True):
     eio.__class__ = ChatEngine
     eio.versions = dict(_SOCKETS) if allow_eio3 else {"4": ChatSocket}
     eio.pinger = Pinger(eio, joined, connect_timeout)
+    eio.budget = budget
     server.packet_class = server.packet_class.limited(eio.max_http_buffer_size)
 
 
@@ -57,6 +60,7 @@ class ChatEngine(Server):
 
     versions = {"4": ChatSocket}  # EIO value -> the class of its sockets
     pinger = None
+    budget = DEFAULT  # of each long-polling session's inbound packets
 
     def handle_request(self, environ, start_response):
         """Answer one request to the Engine.IO endpoint (WSGI)."""

@@ -13,17 +13,28 @@ SharedFrame: built once for every member of a channel, or once for each
 Engine.IO protocol version among them.
 """
 
+import logging
 import socket
 
 import gevent
 from geventwebsocket.websocket import Header
+
+from app.wire.budget import DEFAULT, InboundBudget, OverBudget
+
+logger = logging.getLogger(__name__)
 
 # WebSocket frames (RFC 6455, 5.2): the bits of the first two bytes, the
 # opcodes, and the close codes (7.4.1) the reader uses.
 _FIN, _RESERVED, _OPCODE, _MASKED, _LENGTH = 0x80, 0x70, 0x0F, 0x80, 0x7F
 _CONTINUATION, _TEXT, _BINARY = 0x0, 0x1, 0x2
 _CLOSE, _PING, _PONG = 0x8, 0x9, 0xA
-_NORMAL, _PROTOCOL_ERROR, _INVALID_DATA, _TOO_BIG = 1000, 1002, 1007, 1009
+_NORMAL, _PROTOCOL_ERROR, _INVALID_DATA, _POLICY, _TOO_BIG = (
+    1000,
+    1002,
+    1007,
+    1008,
+    1009,
+)
 # Most bytes taken from a socket at once, unless a frame needs more.
 _RECEIVE_SIZE = 64 * 1024
 # Seconds a client has to answer the server's close frame.
@@ -38,15 +49,18 @@ class CoalescingWebSocket:
     tenth of the server's time under load), and reads whatever length a
     frame announces before anyone checks it. Here a frame is unmasked at C
     speed, and a message longer than `max_message` closes the connection
-    (1009) before its payload is read.
+    (1009) before its payload is read. Every frame is paid for from the
+    connection's inbound budget (app.wire.budget) before it is acted on; a
+    connection that stays over it is closed (1008, with the reason).
     """
 
     protocol = 4  # of Engine.IO, which writes binary messages its own way
 
-    def __init__(self, websocket, max_message, protocol=4):
+    def __init__(self, websocket, max_message, protocol=4, budget=DEFAULT):
         self._websocket = websocket
         self.protocol = protocol
         self._max_message = max_message
+        self._budget = InboundBudget(budget)
         # Received bytes not yet read, from position _at on. The first read
         # takes what pywsgi's buffered reader holds beyond the request; later
         # ones read the socket itself, which waits for data in Python rather
@@ -90,6 +104,10 @@ class CoalescingWebSocket:
         except _Refused as refusal:
             self.close(refusal.code)
             return None
+        except OverBudget as over:
+            logger.info("%s: %s, closing", _peer(self._websocket), over)
+            self.close(_POLICY, str(over))
+            return None
         except UnicodeDecodeError:
             self.close(_INVALID_DATA)
             return None
@@ -105,6 +123,9 @@ class CoalescingWebSocket:
         opcode, fragments, size = None, [], 0
         while True:
             fin, frame_opcode, payload = self._read_frame(size)
+            self._budget.take()
+            if self._websocket.closed:
+                return None
             if frame_opcode == _PING:
                 self.write_frame(_frame(_PONG, payload))
                 continue
@@ -189,8 +210,9 @@ class CoalescingWebSocket:
             self._scheduled = True
             _flush_next_tick(self)
 
-    def close(self, code=_NORMAL):
-        """Queue a close frame with `code` after what is queued; then closed.
+    def close(self, code=_NORMAL, reason=""):
+        """Queue a close frame with `code` (and `reason`) after what is
+        queued; then closed.
 
         (gevent-websocket's own close() sends its close frame without the
         code.) Frames go out by the usual path, so they never interleave with
@@ -201,7 +223,8 @@ class CoalescingWebSocket:
         """
         if self._websocket.closed:
             return
-        self._pending.append(_frame(_CLOSE, code.to_bytes(2, "big")))
+        reason = reason.encode()[:123]  # a control frame's payload is short
+        self._pending.append(_frame(_CLOSE, code.to_bytes(2, "big") + reason))
         self._websocket.closed = True
         self._flush_without_blocking()
         if gevent.getcurrent() is not self._reader:
@@ -277,6 +300,12 @@ class _Refused(Exception):
     def __init__(self, code):
         super().__init__(code)
         self.code = code
+
+
+def _peer(websocket):
+    """The client's address, for the log."""
+    address = getattr(websocket.handler, "client_address", None)
+    return address[0] if isinstance(address, tuple) else address
 
 
 def _unmask(payload, mask):
