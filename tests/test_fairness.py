@@ -159,7 +159,10 @@ def polling_session(server):
 
 def test_a_long_polling_flood_is_answered_at_the_budget(start_server, open_tab):
     server = start_server(
-        production=True, INBOUND_RATE="100", INBOUND_BURST="50", INBOUND_CLOSE_AFTER="60"
+        production=True,
+        INBOUND_RATE="100",
+        INBOUND_BURST="50",
+        INBOUND_CLOSE_AFTER="60",
     )
     talker = open_tab(server.url)
     talker.join("lobby")

@@ -1,6 +1,7 @@
 """Nothing a client sends is unbounded: rate limits, caps, numbers, depth,
 and a channel list served a page at a time."""
 
+import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -8,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.extensions import db
+from app.wire.packets import TolerantJSON
 
 NO_LIMITS = {
     f"CHAT_RATE_{action}{scope}": "off"
@@ -256,3 +258,31 @@ def test_a_connection_may_send_again_once_its_window_has_passed(member):
 
     assert sent == [True, True, False]
     assert member.send("lobby", "hi again")["ok"] is True
+
+
+# Socket.IO's JSON (app.wire.packets.TolerantJSON): orjson, writing and
+# reading exactly what the json module did.
+
+SAMPLES = [
+    ["message", {"id": 1, "message": "plain", "author": None, "ok": True}],
+    ["message", {"message": "안녕 😀 é", "x": 1.5}],
+    {"1": [2**70, -(2**63)]},
+    ["line\u2028separator", "\ud800"],
+]
+
+
+@pytest.mark.parametrize("data", SAMPLES)
+def test_socketio_json_writes_what_the_json_module_wrote(data):
+    assert TolerantJSON.dumps(data) == json.dumps(data, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    "text", ["[1e400, 123456789012345678901234567890]", "[NaN]", '["\\ud800"]']
+)
+def test_socketio_json_reads_what_the_json_module_read(text):
+    assert repr(TolerantJSON.loads(text)) == repr(json.loads(text))
+
+
+def test_socketio_json_nested_too_deeply_is_a_value_error():
+    with pytest.raises(ValueError):
+        TolerantJSON.loads("[" * 100_000)

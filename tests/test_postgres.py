@@ -10,7 +10,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import upgrade
 from sqlalchemy import inspect
-from sqlalchemy.exc import DataError
 
 from app.chat import channels, messages, storage
 from app.chat.errors import ChatError
@@ -160,7 +159,7 @@ def test_a_stored_message_is_acked_though_its_turn_could_not_be_given_back(
 
 
 def test_a_value_the_database_refuses_is_a_bug_not_unavailable(app, broadcasts):
-    with app.app_context(), pytest.raises(DataError):
+    with app.app_context(), pytest.raises(psycopg.DataError):  # the driver's own
         storage.write_messages([storage.Draft("x" * 65, "hello", None, None)])
 
 

@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, insert, select, text, tuple_
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy import delete, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.chat.errors import ChatError
-from app.chat.models import Channel, Message, Receipt, message_event
+from app.chat.models import Receipt, message_event, timestamp
 from app.extensions import db
 from app.realtime.broadcaster import broadcaster
 
@@ -34,11 +34,11 @@ _UNREACHABLE = (OperationalError, InterfaceError, PoolTimeout)
 
 
 @contextmanager
-def _reaching_the_database():
+def _reaching_the_database(unreachable=_UNREACHABLE):
     """Report a database that cannot be reached as `unavailable` (503)."""
     try:
         yield
-    except _UNREACHABLE as error:
+    except unreachable as error:
         log.warning("database unavailable: %s", getattr(error, "orig", None) or error)
         raise ChatError(
             "unavailable", "the chat cannot reach its database", status=503
@@ -77,20 +77,55 @@ def write_messages(drafts):
     the one stored now, or the one a previous send of its client_id stored.
     """
     limit = current_app.config["CHAT_HISTORY_LIMIT"]
-    with _reaching_the_database():
-        connection = db.engine.connect()
-    with connection, _turn(connection, {draft.channel for draft in drafts}):
-        with _reaching_the_database(), connection.begin():
-            answers, stored = _store(connection, drafts, limit)
-        # Committed: no database error after this point concerns the senders.
-        members = broadcaster()
-        for message in stored:
-            members.message(message)
+    engine = db.engine
+    sql = _SQL[engine.dialect.name == "postgresql"]
+    unreachable = _unreachable(engine)
+    with _reaching_the_database(unreachable):
+        connection = engine.raw_connection()
+    try:
+        with _turn(connection, sql, {draft.channel for draft in drafts}, unreachable):
+            with _reaching_the_database(unreachable):
+                answers, stored = _transaction(connection, sql, drafts, limit)
+            # Committed: no database error after this point concerns the senders.
+            members = broadcaster()
+            for message in stored:
+                members.message(message)
+    finally:
+        connection.close()  # back to the pool
     return answers
 
 
+def _unreachable(engine):
+    """The errors that say `engine`'s database cannot be reached, the
+    driver's own (the write path talks to the driver) and SQLAlchemy's."""
+    dbapi = engine.dialect.dbapi
+    return (*_UNREACHABLE, dbapi.OperationalError, dbapi.InterfaceError)
+
+
+def _transaction(connection, sql, drafts, limit):
+    """_store in a transaction of its own on the DB-API `connection`."""
+    cursor = connection.cursor()
+    try:
+        result = _store(cursor, sql, drafts, limit)
+        connection.commit()
+        return result
+    except BaseException:
+        _roll_back(connection)
+        raise
+    finally:
+        cursor.close()
+
+
+def _roll_back(connection):
+    """Roll back; a connection that cannot is dropped from the pool."""
+    try:
+        connection.rollback()
+    except Exception:
+        connection.invalidate()
+
+
 @contextmanager
-def _turn(connection, channels):
+def _turn(connection, sql, channels, unreachable):
     """Hold the channels' turns from storing messages until they are published.
 
     On PostgreSQL a session advisory lock per channel makes "commit, then
@@ -99,36 +134,40 @@ def _turn(connection, channels):
     everywhere, so batches never deadlock. SQLite serves one process whose
     writes never yield to another greenlet, so the order holds there as is.
     """
-    if connection.dialect.name != "postgresql":
+    if sql.lock is None:
         yield
         return
     keys = sorted({_lock_key(channel) for channel in channels})
     try:
-        with _reaching_the_database():
-            for key in keys:
-                connection.execute(_LOCK, {"key": key})
-            connection.commit()
+        with _reaching_the_database(unreachable):
+            _each(connection, sql.lock, keys)
     except BaseException:
         connection.invalidate()  # ending the session releases what it took
         raise
     try:
         yield
     finally:
-        _release(connection, keys)
+        _release(connection, sql, keys)
 
 
-def _release(connection, keys):
+def _each(connection, statement, keys):
+    """Run `statement` for each key, then commit."""
+    with connection.cursor() as cursor:
+        for key in keys:
+            cursor.execute(statement, (key,))
+    connection.commit()
+
+
+def _release(connection, sql, keys):
     """Give back the channels' turns; a connection that cannot is closed, as
     ending its session releases its locks."""
     try:
-        for key in keys:
-            connection.execute(_UNLOCK, {"key": key})
-        connection.commit()
+        _each(connection, sql.unlock, keys)
     except BaseException as error:
         connection.invalidate()
-        if not isinstance(error, DBAPIError):
+        if not isinstance(error, Exception):
             raise
-        log.warning("closed a connection that kept its turns: %s", error.orig)
+        log.warning("closed a connection that kept its turns: %s", error)
 
 
 def _lock_key(channel):
@@ -137,58 +176,100 @@ def _lock_key(channel):
     return int.from_bytes(digest, "big", signed=True)
 
 
-# The hot path's statements, written once in the SQL that SQLite and
-# PostgreSQL share: compiling them from expressions on every call cost more
-# than running them.
-# The upsert also keeps the count of retained messages: the prune that
-# follows keeps exactly the newest `limit`, so the count is the old one plus
-# the new messages, capped at the limit.
-_NEXT_SEQS = text(
-    "INSERT INTO channels (name, last_seq, last_message_at, message_count)"
-    " VALUES (:channel, :count, :now, :kept)"
-    " ON CONFLICT (name) DO UPDATE"
-    " SET last_seq = channels.last_seq + :count, last_message_at = :now,"
-    " message_count = CASE WHEN channels.message_count + :count > :limit"
-    " THEN :limit ELSE channels.message_count + :count END"
-    " RETURNING last_seq"
-).bindparams(bindparam("now", type_=Channel.last_message_at.type))
-_LOCK = text("SELECT pg_advisory_lock(:key)")
-_UNLOCK = text("SELECT pg_advisory_unlock(:key)")
-_INSERT = insert(Message).returning(Message.id, Message.channel, Message.seq)
-_PRUNE = text("DELETE FROM messages WHERE channel = :channel AND seq <= :oldest")
-_RECEIPTS = (
-    select(
-        Receipt.channel,
-        Receipt.client_id,
-        Receipt.message_id,
-        Receipt.seq,
-        Receipt.created_at,
-        Message.body,
-        Message.author,
-    )
-    .outerjoin(Message, Message.id == Receipt.message_id)
-    .where(
-        tuple_(Receipt.channel, Receipt.client_id).in_(
-            bindparam("keys", expanding=True)
+class _Statements:
+    """The write path's SQL, in one driver's placeholders.
+
+    The write path runs on the DB-API driver (sqlite3, psycopg) rather than
+    through SQLAlchemy, whose per-statement work (compiling, bind and result
+    processors) cost more than the statements themselves; the SQL is the
+    one SQLite and PostgreSQL share, written once per driver and, for the
+    statements of many rows, once per row count.
+    """
+
+    def __init__(self, placeholder, postgres):
+        self.p = placeholder
+        self.postgres = postgres
+        self.lock = "SELECT pg_advisory_lock(%s)" if postgres else None
+        self.unlock = "SELECT pg_advisory_unlock(%s)" if postgres else None
+        self.prune = self._sql("DELETE FROM messages WHERE channel = ? AND seq <= ?")
+        self.keep_receipts = self._sql(
+            "INSERT INTO receipts (channel, client_id, message_id, seq, created_at)"
+            " VALUES (?, ?, ?, ?, ?)"
         )
-    )
-)
-_KEEP_RECEIPTS = insert(Receipt)
+        self._cache = {}
+
+    def _sql(self, statement):
+        return statement.replace("?", self.p)
+
+    def _rows(self, width, count):
+        row = "(" + ", ".join([self.p] * width) + ")"
+        return ", ".join([row] * count)
+
+    def next_seqs(self, channels, limit):
+        """Create each channel or take as many seqs as it has new messages;
+        keep its count of retained messages (the prune that follows keeps
+        exactly the newest `limit`: the old count plus the new, capped).
+        Returns (name, last_seq) per channel."""
+        key = ("next_seqs", channels, limit)
+        if key not in self._cache:
+            count = "channels.message_count + excluded.last_seq"
+            self._cache[key] = (
+                "INSERT INTO channels (name, last_seq, last_message_at, message_count)"
+                f" VALUES {self._rows(4, channels)}"
+                " ON CONFLICT (name) DO UPDATE"
+                " SET last_seq = channels.last_seq + excluded.last_seq,"
+                " last_message_at = excluded.last_message_at,"
+                f" message_count = CASE WHEN {count} > {int(limit)}"
+                f" THEN {int(limit)} ELSE {count} END"
+                " RETURNING name, last_seq"
+            )
+        return self._cache[key]
+
+    def insert(self, messages):
+        """Insert messages; returns (id, channel, seq) of each."""
+        key = ("insert", messages)
+        if key not in self._cache:
+            self._cache[key] = (
+                "INSERT INTO messages"
+                " (channel, seq, body, author, client_id, created_at)"
+                f" VALUES {self._rows(6, messages)} RETURNING id, channel, seq"
+            )
+        return self._cache[key]
+
+    def receipts(self, keys):
+        """The receipts of (channel, client_id) keys, with their messages'
+        text and author (null once pruned)."""
+        return (
+            "SELECT r.channel, r.client_id, r.message_id, r.seq, r.created_at,"
+            " m.body, m.author FROM receipts r"
+            " LEFT JOIN messages m ON m.id = r.message_id"
+            f" WHERE (r.channel, r.client_id) IN (VALUES {self._rows(2, keys)})"
+        )
+
+    def moment(self, now):
+        """`now` as the driver stores it: PostgreSQL takes the datetime;
+        on SQLite, the text SQLAlchemy's DateTime writes and reads."""
+        return now if self.postgres else now.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _store(connection, drafts, limit):
+# By whether the database is PostgreSQL: psycopg's placeholders, or sqlite3's.
+_SQL = {True: _Statements("%s", True), False: _Statements("?", False)}
+
+
+def _store(cursor, sql, drafts, limit):
     """Number, insert and prune in the open transaction.
 
-    Per channel of the batch: one upsert that creates the channel or takes as
-    many seqs as it has new messages (its row lock makes concurrent writers
-    of the channel take turns), and one prune; then one insert of every new
-    message. None of them scans a channel or the table, so the cost does not
-    grow with the number of stored rows. A draft whose client_id was already
-    stored, before or earlier in this batch, is answered, not stored again.
+    For the channels of the batch: one upsert that creates them or takes as
+    many seqs as each has new messages (its row lock makes concurrent
+    writers of a channel take turns); then one insert of every new message,
+    and the prunes. None of them scans a channel or the table, so the cost
+    does not grow with the number of stored rows. A draft whose client_id
+    was already stored, before or earlier in this batch, is answered, not
+    stored again.
 
     Returns each draft's answer, in order, and the newly stored messages.
     """
-    answers = _retried(connection, drafts)
+    answers = _retried(cursor, sql, drafts)
     first_of = {}  # a draft's client_id key -> the index of its first draft
     for index, draft in enumerate(drafts):
         if answers[index] is None:
@@ -197,21 +278,48 @@ def _store(connection, drafts, limit):
     if not new:
         return answers, []
     now = datetime.now(UTC)
+    moment, created_at = sql.moment(now), timestamp(now)
     counts = Counter(drafts[i].channel for i in new)
-    newest = _take_seqs(connection, counts, now, limit)
-    seq = {channel: last - count for channel, (last, count) in newest.items()}
-    stored = []
+    cursor.execute(
+        sql.next_seqs(len(counts), limit),
+        [
+            value
+            for channel, count in counts.items()
+            for value in (channel, count, moment, min(count, limit))
+        ],
+    )
+    newest = dict(cursor.fetchall())
+    seq = {channel: newest[channel] - count for channel, count in counts.items()}
+    stored, values = [], []
     for index in new:
-        draft = drafts[index]
-        seq[draft.channel] += 1
-        stored.append(message_event(None, seq[draft.channel], *draft, created_at=now))
-    rows = connection.execute(_INSERT, [_row(message, now) for message in stored])
-    ids = {(row.channel, row.seq): row.id for row in rows}
+        channel, body, author, client_id = drafts[index]
+        seq[channel] += 1
+        stored.append(
+            {
+                "id": None,
+                "seq": seq[channel],
+                "channel": channel,
+                "message": body,
+                "author": author,
+                "created_at": created_at,
+                "client_id": client_id,
+            }
+        )
+        values += (channel, seq[channel], body, author, client_id, moment)
+    cursor.execute(sql.insert(len(stored)), values)
+    ids = {(channel, number): id_ for id_, channel, number in cursor.fetchall()}
     for message in stored:
         message["id"] = ids[message["channel"], message["seq"]]
-    _keep_receipts(connection, stored, now)
-    for channel, (last, _) in newest.items():
-        connection.execute(_PRUNE, {"channel": channel, "oldest": last - limit})
+    receipts = [
+        (m["channel"], m["client_id"], m["id"], m["seq"], moment)
+        for m in stored
+        if m["client_id"]
+    ]
+    if receipts:
+        cursor.executemany(sql.keep_receipts, receipts)
+    cursor.executemany(
+        sql.prune, [(channel, newest[channel] - limit) for channel in counts]
+    )
     by_index = dict(zip(new, stored, strict=True))
     for index, draft in enumerate(drafts):
         if answers[index] is None:
@@ -224,39 +332,7 @@ def _retry_key(draft, index):
     return (draft.channel, draft.client_id) if draft.client_id else index
 
 
-def _take_seqs(connection, counts, now, limit):
-    """Take `count` seqs of each channel: `{channel: (newest seq, count)}`."""
-    return {
-        channel: (
-            connection.execute(
-                _NEXT_SEQS,
-                {
-                    "channel": channel,
-                    "count": count,
-                    "now": now,
-                    "limit": limit,
-                    "kept": min(count, limit),
-                },
-            ).scalar_one(),
-            count,
-        )
-        for channel, count in counts.items()
-    }
-
-
-def _row(message, now):
-    """The `messages` row of a message event."""
-    return {
-        "channel": message["channel"],
-        "seq": message["seq"],
-        "body": message["message"],
-        "author": message["author"],
-        "client_id": message["client_id"],
-        "created_at": now,
-    }
-
-
-def _retried(connection, drafts):
+def _retried(cursor, sql, drafts):
     """For each draft, the message its client_id already stored, or None.
 
     Only batches holding a client_id pay for this query.
@@ -264,45 +340,31 @@ def _retried(connection, drafts):
     keys = {(draft.channel, draft.client_id) for draft in drafts if draft.client_id}
     if not keys:
         return [None] * len(drafts)
-    rows = connection.execute(_RECEIPTS, {"keys": list(keys)})
-    known = {(row.channel, row.client_id): row for row in rows}
+    cursor.execute(sql.receipts(len(keys)), [value for key in keys for value in key])
+    known = {(row[0], row[1]): row for row in cursor.fetchall()}
     answers = []
     for draft in drafts:
         row = known.get((draft.channel, draft.client_id)) if draft.client_id else None
         if row is None:
             answers.append(None)
             continue
+        _, _, message_id, seq, created_at, body, author = row
+        if isinstance(created_at, str):  # SQLite's text
+            created_at = datetime.fromisoformat(created_at)
         # A pruned original is answered with the text and author as retried.
-        pruned = row.body is None
+        pruned = body is None
         answers.append(
             message_event(
-                row.message_id,
-                row.seq,
+                message_id,
+                seq,
                 draft.channel,
-                draft.body if pruned else row.body,
-                draft.author if pruned else row.author,
+                draft.body if pruned else body,
+                draft.author if pruned else author,
                 draft.client_id,
-                row.created_at,
+                created_at,
             )
         )
     return answers
-
-
-def _keep_receipts(connection, stored, now):
-    """Remember what each client_id stored, for its retries."""
-    receipts = [
-        {
-            "channel": message["channel"],
-            "client_id": message["client_id"],
-            "message_id": message["id"],
-            "seq": message["seq"],
-            "created_at": now,
-        }
-        for message in stored
-        if message["client_id"]
-    ]
-    if receipts:
-        connection.execute(_KEEP_RECEIPTS, receipts)
 
 
 def forget_receipts(batch=1000):
