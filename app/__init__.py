@@ -104,7 +104,13 @@ def register_services(app):
     app.extensions["chat_presence"] = _presence_store(app)
     app.extensions["chat_rates"] = Rates(app.config, app.extensions["chat_redis"])
     app.extensions["chat_known_channels"] = messages.KnownChannels()
-    app.extensions["chat_writer"] = BatcherPool(storage.write_messages)
+    # PostgreSQL writes channels side by side, so one slow channel must not
+    # hold up the others; SQLite writes one transaction at a time, blocking
+    # the process meanwhile, so there every channel shares each batch.
+    per_channel = app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
+    app.extensions["chat_writer"] = BatcherPool(
+        storage.write_messages, keyed=per_channel
+    )
 
 
 def _redis_link(config):

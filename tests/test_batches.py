@@ -122,3 +122,39 @@ def test_a_slow_key_holds_up_only_its_own_callers():
     release.set()
     slow.join(timeout=10)
     assert pool._batchers == {}  # idle batchers are dropped
+
+
+def test_a_leader_stopped_while_it_waits_for_its_turn_stalls_nobody(monkeypatch):
+    # On gevent, as the chat runs: a greenlet can be killed while it waits.
+    gevent = pytest.importorskip("gevent")
+    from gevent import event, lock
+
+    from app.chat import group_commit
+
+    monkeypatch.setattr(
+        group_commit,
+        "threading",
+        type("GeventThreading", (), {"Event": event.Event, "Lock": lock.Semaphore}),
+    )
+    monkeypatch.setattr(
+        group_commit, "time", type("Clock", (), {"sleep": gevent.sleep})
+    )
+    batches = []
+
+    def write(items):
+        batches.append(list(items))
+        gevent.sleep(0.05)  # a commit takes a while; the next batch forms
+        return items
+
+    batcher = Batcher(write)
+    first = gevent.spawn(batcher.submit, "first")
+    gevent.sleep(0.01)
+    waiting_leader = gevent.spawn(batcher.submit, "second")
+    joiner = gevent.spawn(batcher.submit, "third")
+    gevent.sleep(0.01)
+    waiting_leader.kill()  # while it waits for the first batch's write
+
+    assert first.get(timeout=5) == "first"
+    assert joiner.get(timeout=5) == "third"
+    assert batches == [["first"], ["second", "third"]]
+    assert batcher.submit("fourth") == "fourth"  # the turn went on

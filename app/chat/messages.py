@@ -14,7 +14,6 @@ from app.chat import rate_limits, rules
 from app.chat.errors import ChatError
 from app.chat.models import Channel, Message
 from app.chat.storage import Draft, unit_of_work
-from app.extensions import db
 
 
 @dataclass(frozen=True)
@@ -45,11 +44,8 @@ def post_message(channel, message, author=None, client_id=None, sender=None):
     )
     if sender is not None:
         _count_if_new(draft.channel, sender)
-    # PostgreSQL writes channels side by side, so one slow channel must not
-    # hold up the others; SQLite writes one transaction at a time, blocking
-    # the process meanwhile, so there every channel shares each batch.
-    batch = draft.channel if db.engine.dialect.name == "postgresql" else None
-    return current_app.extensions["chat_writer"].submit(batch, draft)
+    writer = current_app.extensions["chat_writer"]
+    return writer.submit(draft.channel if writer.keyed else None, draft)
 
 
 def _count_if_new(channel, sender):
