@@ -119,6 +119,9 @@ class Config:
     MAX_CONNECTIONS_PER_ADDRESS = int(
         os.environ.get("MAX_CONNECTIONS_PER_ADDRESS", "200")
     )
+    # Most connections one process holds at once (gunicorn's worker reads it
+    # too); more are refused with 503.
+    WORKER_CONNECTIONS = int(os.environ.get("WORKER_CONNECTIONS", "20000"))
     # Seconds an Engine.IO connection has to connect to the Socket.IO
     # namespace; it is closed at its next ping after that.
     CONNECT_TIMEOUT = float(os.environ.get("CONNECT_TIMEOUT", "45"))

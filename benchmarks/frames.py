@@ -1,8 +1,9 @@
 """Scenario (f): WebSocket readers, reading the same client frames.
 
-The chat reads WebSocket frames itself (app/wire/websocket.py). This times
-it against the readers python-engineio can use instead: gevent-websocket's
-(its default under gevent) and wsproto's, the parser under simple-websocket
+The chat parses WebSocket frames itself (app/wire/frames.py, fed the bytes
+app/wire/websocket.py receives). This times it against the readers
+python-engineio can use instead: gevent-websocket's (its default under
+gevent) and wsproto's, the parser under simple-websocket
 (python-engineio's reader when gevent-websocket is not installed; this
 measures the parser alone, without the thread simple-websocket adds per
 connection). Each reads `--messages` masked client frames of one size
@@ -32,7 +33,7 @@ from wsproto import ConnectionType  # noqa: E402
 from wsproto.connection import Connection  # noqa: E402
 from wsproto.events import TextMessage  # noqa: E402
 
-from app.wire.websocket import CoalescingWebSocket  # noqa: E402
+from app.wire.frames import FrameParser  # noqa: E402
 
 MAX_MESSAGE = 64 * 1024
 
@@ -87,9 +88,12 @@ def read_gevent_websocket(sock, frames, count):
 
 
 def read_chat(sock, frames, count):
-    websocket = CoalescingWebSocket(gevent_websocket(sock), MAX_MESSAGE)
-    for _ in range(count):
-        websocket.receive()
+    parser = FrameParser(MAX_MESSAGE)
+    received = 0
+    while received < count:
+        parser.feed(sock.recv(65536))
+        while parser.next_event() is not None:
+            received += 1
 
 
 def read_wsproto(sock, frames, count):

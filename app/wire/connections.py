@@ -72,6 +72,7 @@ class ChatSocket(Socket):
     b64 = False  # (protocol 3) the client reads no binary long-polling bodies
     watched = False  # (protocol 3) the Pinger holds its deadline
     budget = None  # the InboundBudget of its long-polling packets
+    ended_by = None  # why its WebSocket ended, if not by the client
 
     def send(self, pkt):
         """Send a packet: onto the WebSocket, or into the long-polling queue."""
@@ -251,38 +252,42 @@ class ChatSocket(Socket):
         return websocket(environ, start_response)
 
     def _websocket_handler(self, ws):
-        """Serve the WebSocket: read packets until it closes."""
+        """Set the WebSocket up (after an upgrade's probe, in the request's
+        greenlet), then detach it: it is read through the event loop, and
+        this greenlet ends."""
         if (self.connected and not self._upgrade(ws)) or self.closed:
             return []
         self.connected = self.upgraded = True
         self.upgrading = False
         self._move_queue_to(ws)
         self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
-        reason = self.server.reason.TRANSPORT_CLOSE
-        decode, receive = self.decode, self.receive
-        while True:
-            try:
-                data = ws.wait()  # app.wire.websocket refuses messages over the limit
-            except Exception as error:
-                if not self.closed:
-                    logger.info('%s: unexpected error "%s", closing', self.sid, error)
-                break
-            if data is None:
-                break  # closed by the client
-            try:
-                receive(decode(encoded_packet=data))
-            except exceptions.SocketIsClosedError:
-                break
-            except (ValueError, TypeError) as error:
-                logger.info("%s: invalid input (%s), closing", self.sid, error)
-                reason = self.server.reason.TRANSPORT_ERROR
-                break
-            except Exception:
-                self.server.logger.exception("Unknown receive error")
-                break
-        self.close(wait=False, abort=True, reason=reason)
-        ws.close()
+        self.frames.detach(self._on_message, self._on_websocket_end)
         return []
+
+    def _on_message(self, data):
+        """A message of the WebSocket. A packet that breaks the protocol
+        closes the connection, as does a fault of Engine.IO's own."""
+        try:
+            self.receive(self.decode(encoded_packet=data))
+        except exceptions.SocketIsClosedError:
+            self.websocket.close()
+        except (ValueError, TypeError) as error:
+            logger.info("%s: invalid input (%s), closing", self.sid, error)
+            self.ended_by = self.server.reason.TRANSPORT_ERROR
+            self.websocket.close()
+        except Exception:
+            self.server.logger.exception("Unknown receive error")
+            self.websocket.close()
+
+    def _on_websocket_end(self):
+        """The WebSocket has ended: so has the session."""
+        self.close(
+            wait=False,
+            abort=True,
+            reason=self.ended_by or self.server.reason.TRANSPORT_CLOSE,
+        )
+        if self.server.sockets.get(self.sid) is self:
+            del self.server.sockets[self.sid]
 
     def _upgrade(self, ws):
         """The probe exchange of a long-polling client moving to a WebSocket,
@@ -331,8 +336,9 @@ class ChatSocket(Socket):
             queue.task_done()
             if pkt is not None and pkt is not END_POLL:
                 ws.send(self.encode(pkt))
-        self.websocket = ws
-        self.frames = websocket_of(ws.environ)
+        # From now on packets go straight onto the chat's WebSocket, without
+        # Engine.IO's wrapper (which holds the request's environ).
+        self.websocket = self.frames = websocket_of(ws.environ)
         self.queue = None
         if self.polling:
             queue.put(END_POLL)

@@ -9,11 +9,15 @@ size of a body, and connections per address.
 import io
 import logging
 from collections import Counter
+from functools import partial
 from http.client import HTTPException
 
 import gevent
 from gevent.pywsgi import WSGIHandler, WSGIServer
 from geventwebsocket.handler import WebSocketHandler
+
+from app.wire import budget
+from app.wire.websocket import ChatWebSocket
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +52,28 @@ class ChatHandler(WebSocketHandler):
       chunked body is read up to the limit and refused the same way. A body
       within the limit is read whole before the app is called, which then
       reads it from memory and never waits for the client;
-    * an address holding `max_per_address` connections (0: no limit) has
-      more refused with 503 and closed at once.
+    * an address holding `max_per_address` connections (0: no limit), or a
+      server holding `max_connections`, has more refused with 503 and
+      closed at once.
 
     Once the app is called nothing here limits the connection: a long-poll
     waits for packets, and a WebSocket lives until Engine.IO's ping timeout
-    or the client ends it. `configured()` makes the class that a server uses.
+    or the client ends it. A WebSocket is a ChatWebSocket (app.wire.websocket)
+    that Engine.IO detaches from the request once it is set up: this
+    greenlet then ends, leaving the socket open, and the connection counts
+    until the ChatWebSocket closes it. `configured()` makes the class that a
+    server uses.
     """
 
     request_timeout = 10.0
     keepalive_timeout = 5.0
     max_body = 64 * 1024
     max_per_address = 0
-    open_per_address = Counter()  # of the configured class, see configured()
+    max_connections = 0
+    budget = budget.DEFAULT  # of a WebSocket's inbound frames
+    # Of the configured class (see configured()): connections open, by
+    # address, and the total under None.
+    open_per_address = Counter()
 
     @classmethod
     def configured(cls, config):
@@ -74,6 +87,8 @@ class ChatHandler(WebSocketHandler):
                 "keepalive_timeout": config["KEEPALIVE_TIMEOUT"],
                 "max_body": config["MAX_CONTENT_LENGTH"],
                 "max_per_address": config["MAX_CONNECTIONS_PER_ADDRESS"],
+                "max_connections": config["WORKER_CONNECTIONS"],
+                "budget": budget.Settings.of(config),
                 "open_per_address": Counter(),
             },
         )
@@ -82,31 +97,57 @@ class ChatHandler(WebSocketHandler):
         super().__init__(sock, address, server, rfile=sock.makefile("rb", READ_BUFFER))
         self._deadline = None
         self._kept_alive = False
+        self._detached = False
 
     def handle(self):
-        """Serve the connection's requests, unless its address holds too
-        many connections already."""
-        address = self.client_address
-        address = address[0] if isinstance(address, tuple) else address
+        """Serve the connection's requests, unless its address or the server
+        holds too many connections already."""
+        address = _address_of(self)
         held = self.open_per_address
         if self.max_per_address and held[address] >= self.max_per_address:
-            self._refuse(address)
+            limit = "it holds %d already (MAX_CONNECTIONS_PER_ADDRESS)"
+            self._refuse(address, limit, self.max_per_address)
+            return
+        if self.max_connections and held[None] >= self.max_connections:
+            limit = "the server holds %d (WORKER_CONNECTIONS)"
+            self._refuse(address, limit, self.max_connections)
             return
         held[address] += 1
+        held[None] += 1
         try:
             super().handle()
         finally:
-            held[address] -= 1
-            if not held[address]:
-                del held[address]
+            if not self._detached:
+                _release(held, address)
 
-    def _refuse(self, address):
-        log.info(
-            "refused a connection from %s: it holds %d already"
-            " (MAX_CONNECTIONS_PER_ADDRESS)",
-            address,
-            self.max_per_address,
+    def run_websocket(self):
+        """Serve the app on the request's WebSocket, as a ChatWebSocket.
+
+        gevent-websocket's own closes the WebSocket once the app returns;
+        one that Engine.IO detached stays open, read through the event loop,
+        and is counted until it closes itself.
+        """
+        legacy = "EIO=3" in (self.environ.get("QUERY_STRING") or "")
+        websocket = ChatWebSocket(
+            self.websocket,
+            self.max_body,
+            protocol=3 if legacy else 4,
+            budget=self.budget,
+            on_closed=partial(_release, self.open_per_address, _address_of(self)),
         )
+        self.environ["wsgi.websocket"] = websocket
+        try:
+            self.application(self.environ, _no_response)
+        finally:
+            self.environ["wsgi.websocket"] = self.websocket = None
+            if websocket.detached:
+                self._detached = True
+                self.socket = None  # pywsgi leaves it open
+            else:
+                websocket.close()
+
+    def _refuse(self, address, why, limit):
+        log.info("refused a connection from %s: " + why, address, limit)
         with gevent.Timeout(1, False):  # never wait on a client that reads nothing
             try:
                 self.socket.sendall(_UNAVAILABLE)
@@ -119,7 +160,7 @@ class ChatHandler(WebSocketHandler):
         """One line per request on the server's log, as pywsgi writes it
         (gevent-websocket's handler writes to a logger of its own that
         prints nothing): standard error under `make run`, gunicorn's log
-        under `make serve`. A WebSocket's line comes when it closes."""
+        under `make serve`. A WebSocket's line comes when it is set up."""
         WSGIHandler.log_request(self)
 
     def handle_one_request(self):
@@ -184,6 +225,24 @@ class ChatHandler(WebSocketHandler):
         if len(data) > self.max_body:
             raise _Unserved(("413", _TOO_LARGE))
         return data
+
+
+def _release(held, address):
+    """A connection of `address` has closed."""
+    held[address] -= 1
+    held[None] -= 1
+    if not held[address]:
+        del held[address]
+
+
+def _address_of(handler):
+    address = handler.client_address
+    return address[0] if isinstance(address, tuple) else address
+
+
+def _no_response(status, headers, exc_info=None):
+    """start_response for a WebSocket: nothing is written."""
+    return []
 
 
 class _Unserved(Exception):

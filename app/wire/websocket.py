@@ -1,195 +1,230 @@
-"""The WebSocket under Engine.IO: frames read and guarded, output coalesced.
+"""The WebSocket of one connection: read through the event loop, written in
+coalesced bursts.
 
-The chat reads frames itself rather than through gevent-websocket: unmasked
-at C speed, and a message longer than the limit is refused (1009) before it
-is read. What the frames hold is Engine.IO's to judge (app.wire.connections
-closes a connection whose message is not Engine.IO).
+A connection's request greenlet serves its WebSocket only until Engine.IO
+has set it up (the open packet, or an upgrade's probe). Then the connection
+is detached from the request: pywsgi's handler and gevent-websocket's
+WebSocket are dropped, and the socket is read by a watcher of the event
+loop. While the client is silent, nothing but that watcher waits for it; when
+bytes arrive, a greenlet of their own acts on the messages they hold and
+ends once the socket has no more. An idle greenlet keeps its saved stack and
+a page of Python frames (7 KB at least, 16 KB for a request's): an idle
+connection now costs only its objects.
+
+The frames are parsed by app.wire.frames, and every one is paid for from the
+connection's inbound budget (app.wire.budget) before it is acted on: a
+connection over its budget is not read until the budget refills, and one
+that stays over it is closed (1008, with the reason).
 
 Frames queued one after another go out in one write when the sender next
 yields, so a member receiving a burst of messages costs one system call per
-burst rather than one per message. Engine.IO's packets are queued here by
-app.wire.connections, and chat messages by app.realtime.delivery as a
-SharedFrame: built once for every member of a channel, or once for each
-Engine.IO protocol version among them.
+burst rather than one per message. A socket that takes less than is queued
+is written again when it is writable, by the event loop: no greenlet waits
+on a slow reader either.
 """
 
+import _socket
 import logging
 import socket
 
 import gevent
-from geventwebsocket.websocket import Header
 
+from app.wire import frames
 from app.wire.budget import DEFAULT, InboundBudget, OverBudget
 
 logger = logging.getLogger(__name__)
 
-# WebSocket frames (RFC 6455, 5.2): the bits of the first two bytes, the
-# opcodes, and the close codes (7.4.1) the reader uses.
-_FIN, _RESERVED, _OPCODE, _MASKED, _LENGTH = 0x80, 0x70, 0x0F, 0x80, 0x7F
-_CONTINUATION, _TEXT, _BINARY = 0x0, 0x1, 0x2
-_CLOSE, _PING, _PONG = 0x8, 0x9, 0xA
-_NORMAL, _PROTOCOL_ERROR, _INVALID_DATA, _POLICY, _TOO_BIG = (
-    1000,
-    1002,
-    1007,
-    1008,
-    1009,
-)
-# Most bytes taken from a socket at once, unless a frame needs more.
-_RECEIVE_SIZE = 64 * 1024
+# Most bytes taken from a socket at once.
+RECEIVE_SIZE = 64 * 1024
 # Seconds a client has to answer the server's close frame.
 CLOSE_GRACE = 5
+_READ, _WRITE = 1, 2
 
 
-class CoalescingWebSocket:
-    """A gevent-websocket WebSocket that reads frames itself and coalesces
-    output.
+class ChatWebSocket:
+    """One connection's WebSocket (see the module). Until detach() it is
+    read in the request's greenlet (receive()); then through the event loop,
+    each message handed to on_message."""
 
-    Reading: gevent-websocket unmasks each frame byte by byte in Python (a
-    tenth of the server's time under load), and reads whatever length a
-    frame announces before anyone checks it. Here a frame is unmasked at C
-    speed, and a message longer than `max_message` closes the connection
-    (1009) before its payload is read. Every frame is paid for from the
-    connection's inbound budget (app.wire.budget) before it is acted on; a
-    connection that stays over it is closed (1008, with the reason).
-    """
+    __slots__ = (
+        "protocol",
+        "closed",
+        "detached",
+        "address",
+        "_websocket",
+        "_handler",
+        "_sock",
+        "_parser",
+        "_budget",
+        "_pending",
+        "_scheduled",
+        "_readable",
+        "_writable",
+        "_on_message",
+        "_on_end",
+        "_on_closed",
+        "_ended",
+        "_read_buffered",
+    )
 
-    protocol = 4  # of Engine.IO, which writes binary messages its own way
-
-    def __init__(self, websocket, max_message, protocol=4, budget=DEFAULT):
-        self._websocket = websocket
-        self.protocol = protocol
-        self._max_message = max_message
+    def __init__(
+        self, websocket, max_message, protocol=4, budget=DEFAULT, on_closed=None
+    ):
+        handler = websocket.handler
+        self.protocol = protocol  # of Engine.IO, which frames binary data its way
+        self.closed = False  # no more frames are sent
+        self.detached = False
+        self.address = _address(handler)
+        self._websocket = websocket  # gevent-websocket's, for the handshake's details
+        self._handler = handler
+        self._sock = handler.socket._sock  # the operating system's socket
+        self._parser = frames.FrameParser(max_message)
         self._budget = InboundBudget(budget)
-        # Received bytes not yet read, from position _at on. The first read
-        # takes what pywsgi's buffered reader holds beyond the request; later
-        # ones read the socket itself, which waits for data in Python rather
-        # than under the buffered reader's C code (so each idle connection's
-        # greenlet saves a shallower stack), and takes all that has arrived.
-        self._received, self._at = b"", 0
-        self._receive = self._first_receive
-        self._reader = None  # the greenlet reading frames
-        self._pending = []
+        self._pending = []  # frames queued, not yet written
         self._scheduled = False  # in the next tick's flush
-        self._draining = False  # a greenlet is writing what the socket refused
-        # The operating system's socket, for writes that must not block.
-        self._socket = getattr(
-            getattr(websocket.handler, "socket", None), "_sock", None
-        )
+        self._readable = self._writable = None  # the event loop's watchers
+        self._on_message = self._on_end = None
+        self._on_closed = on_closed  # once the socket is closed
+        self._ended = False
+        self._read_buffered = False  # what pywsgi's reader held, taken
         # pywsgi keeps the request's parsed headers for as long as the handler
-        # lives; the environ already holds them all, and nothing reads them
-        # again once the WebSocket is open.
-        websocket.handler.headers = None
+        # lives; the environ already holds them all.
+        handler.headers = None
         try:  # frames go out as soon as they are written
-            websocket.handler.socket.setsockopt(
-                socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
-            )
-        except (AttributeError, OSError):
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
             pass
 
     def __getattr__(self, name):
-        return getattr(self._websocket, name)
+        # Engine.IO reads the handshake's details (path, origin, version).
+        websocket = object.__getattribute__(self, "_websocket")
+        if websocket is None:
+            raise AttributeError(name)
+        return getattr(websocket, name)
+
+    # Reading in the request's greenlet, before detach()
 
     def receive(self):
-        """The next message, or None once the connection has ended.
-
-        A frame that breaks the protocol, text that is not UTF-8, or a
-        message that is too long closes the connection with the matching
-        close code.
-        """
-        if self._websocket.closed:
-            return None
-        try:
-            message = self._read_message()
-        except _Refused as refusal:
-            self.close(refusal.code)
-            return None
-        except OverBudget as over:
-            logger.info("%s: %s, closing", _peer(self._websocket), over)
-            self.close(_POLICY, str(over))
-            return None
-        except UnicodeDecodeError:
-            self.close(_INVALID_DATA)
-            return None
-        except (OSError, EOFError):
-            self.close()  # the peer is gone
-            return None
-        if self._websocket.closed:
-            return None  # closed meanwhile, by either side
-        return message
-
-    def _read_message(self):
-        """Read frames up to the end of a data message; answer control frames."""
-        opcode, fragments, size = None, [], 0
-        while True:
-            fin, frame_opcode, payload = self._read_frame(size)
-            self._budget.take()
-            if self._websocket.closed:
+        """The next message, or None once the connection has ended (the
+        request's greenlet waits for it)."""
+        while not self.closed:
+            try:
+                event = self._parser.next_event()
+                if event is None:
+                    data = self._wait_for_bytes()
+                    if not data:
+                        break  # the peer is gone
+                    self._parser.feed(data)
+                    continue
+                message = self._act(event)
+            except (frames.Refused, OverBudget) as refusal:
+                self._refuse(refusal)
                 return None
-            if frame_opcode == _PING:
-                self.write_frame(_frame(_PONG, payload))
-                continue
-            if frame_opcode == _PONG:
-                continue
-            if frame_opcode == _CLOSE:
-                self.close()
-                return None
-            if frame_opcode not in (_CONTINUATION, _TEXT, _BINARY) or (
-                (frame_opcode == _CONTINUATION) == (opcode is None)
-            ):
-                raise _Refused(_PROTOCOL_ERROR)
-            opcode = opcode or frame_opcode
-            fragments.append(payload)
-            size += len(payload)
-            if fin:
+            except OSError:
                 break
-        message = fragments[0] if len(fragments) == 1 else b"".join(fragments)
-        return message.decode() if opcode == _TEXT else message
+            if message is not None and not self.closed:
+                return message
+        self.close()
+        return None
 
-    def _read_frame(self, already):
-        """One frame (RFC 6455, 5.2) of a message `already` bytes long so far."""
-        first, second = self._read_exactly(2)
-        if first & _RESERVED or not second & _MASKED:
-            raise _Refused(_PROTOCOL_ERROR)  # no extension; clients must mask
-        fin, opcode, length = bool(first & _FIN), first & _OPCODE, second & _LENGTH
-        if opcode >= _CLOSE and (not fin or length > 125):
-            raise _Refused(_PROTOCOL_ERROR)  # control frames are short and whole
-        if length >= 126:
-            length = int.from_bytes(self._read_exactly(2 if length == 126 else 8))
-        if already + length > self._max_message:
-            raise _Refused(_TOO_BIG)
-        mask = self._read_exactly(4)
-        return fin, opcode, _unmask(self._read_exactly(length), mask)
+    def wait(self):
+        """receive(), as gevent-websocket's WebSocket names it."""
+        return self.receive()
 
-    def _read_exactly(self, size):
-        end = self._at + size
-        while len(self._received) < end:
-            more = self._receive(max(_RECEIVE_SIZE, end - len(self._received)))
-            if not more:
-                raise EOFError("the connection ended inside a frame")
-            self._received = self._received[self._at :] + more
-            end -= self._at
-            self._at = 0
-        data = self._received[self._at : end]
-        if end == len(self._received):
-            self._received, self._at = b"", 0  # keep nothing while idle
+    def _wait_for_bytes(self):
+        handler = self._handler
+        if not self._read_buffered:
+            self._read_buffered = True
+            return handler.rfile.read1()  # all that it holds, or one read
+        return handler.socket.recv(RECEIVE_SIZE)
+
+    # Reading through the event loop
+
+    def detach(self, on_message, on_end):
+        """Leave the request: from now on the socket is read by the event
+        loop, on_message(data) is called for each message (in a greenlet
+        that lives while there are messages to act on), and on_end() once
+        the connection has ended. The request's handler must then leave the
+        socket open (app.wire.http.ChatHandler)."""
+        handler = self._handler
+        handler.socket.settimeout(0)
+        held = handler.rfile.read1() if not self._read_buffered else b""
+        fd = handler.socket.detach()  # pywsgi and gevent let go of it
+        self._sock = _socket.socket(fileno=fd)
+        self._sock.setblocking(False)
+        self._handler = self._websocket = None
+        self._on_message, self._on_end = on_message, on_end
+        self.detached = True
+        self._readable = gevent.get_hub().loop.io(fd, _READ)
+        if held:
+            self._parser.feed(held)
+        if self._parser.buffered:  # frames that came with the last ones read
+            gevent.spawn_raw(self._serve)
         else:
-            self._at = end
-        return data
+            self._readable.start(self._wake)
 
-    def _first_receive(self, size):
-        self._reader = gevent.getcurrent()
-        handler = self._websocket.handler
-        self._receive = handler.socket.recv
-        return handler.rfile.read1()  # all that it holds, or one read
+    def _wake(self):
+        """The socket has bytes: act on them in a greenlet (this runs in the
+        event loop, which must never wait)."""
+        self._readable.stop()
+        gevent.spawn_raw(self._serve)
+
+    def _serve(self):
+        """Act on every message the socket holds; then wait for more with
+        no greenlet, or end the connection."""
+        parser, on_message = self._parser, self._on_message
+        try:
+            while not self._ended:
+                event = parser.next_event()
+                if event is None:
+                    try:
+                        data = self._sock.recv(RECEIVE_SIZE)
+                    except BlockingIOError:
+                        self._readable.start(self._wake)
+                        return
+                    if not data:
+                        break  # the peer is gone
+                    parser.feed(data)
+                    continue
+                message = self._act(event)
+                if self.closed:
+                    break  # by either side: nothing more is read
+                if message is not None:
+                    on_message(message)
+        except (frames.Refused, OverBudget) as refusal:
+            self._refuse(refusal)
+        except OSError:
+            pass
+        self.end()
+
+    def _act(self, event):
+        """Pay for a frame, answer a control frame; the data of a message."""
+        self._budget.take()
+        opcode = event.opcode
+        if opcode == frames.TEXT or opcode == frames.BINARY:
+            return event.data
+        if opcode == frames.PING:
+            self.write_frame(frames.frame(frames.PONG, event.data))
+        elif opcode == frames.CLOSE:
+            self.close()  # the answer; then the connection ends
+        return None
+
+    def _refuse(self, refusal):
+        if isinstance(refusal, OverBudget):
+            logger.info("%s: %s, closing", self.address, refusal)
+            self.close(frames.POLICY, str(refusal))
+        else:
+            self.close(refusal.code)
+
+    # Writing
 
     def send(self, message, binary=None):
         """Queue a text (or binary) frame; all queued frames go out in one
         write when the sender next yields."""
         if binary or not isinstance(message, str):
-            self.write_frame(_frame(_BINARY, bytes(message)))
+            self.write_frame(frames.frame(frames.BINARY, bytes(message)))
         else:
-            self.write_frame(text_frame(message))
+            self.write_frame(frames.text_frame(message))
 
     def write_shared(self, shared):
         """Queue a SharedFrame, framed for this socket's protocol version
@@ -202,78 +237,87 @@ class CoalescingWebSocket:
         self.write_frame(frame)
 
     def write_frame(self, frame):
-        """Queue a whole frame (see text_frame); dropped once closed."""
-        if self._websocket.closed:
+        """Queue a whole frame (see app.wire.frames); dropped once closed."""
+        if self.closed:
             return
         self._pending.append(frame)
-        if not self._scheduled and not self._draining:
+        if not self._scheduled and self._writable is None:
             self._scheduled = True
             _flush_next_tick(self)
 
-    def close(self, code=_NORMAL, reason=""):
-        """Queue a close frame with `code` (and `reason`) after what is
-        queued; then closed.
-
-        (gevent-websocket's own close() sends its close frame without the
-        code.) Frames go out by the usual path, so they never interleave with
-        a write in progress, and closing never waits for the client. A
-        reader waiting for a frame returns None when the client's answering
-        close frame, or anything else, arrives; a client that sends nothing
-        for CLOSE_GRACE seconds has its connection shut.
-        """
-        if self._websocket.closed:
-            return
-        reason = reason.encode()[:123]  # a control frame's payload is short
-        self._pending.append(_frame(_CLOSE, code.to_bytes(2, "big") + reason))
-        self._websocket.closed = True
-        self._flush_without_blocking()
-        if gevent.getcurrent() is not self._reader:
-            gevent.spawn_later(CLOSE_GRACE, self._shut)
-
-    def _shut(self):
-        """End a connection whose client did not answer the close."""
-        try:
-            self._websocket.handler.socket.shutdown(socket.SHUT_RDWR)
-        except (AttributeError, OSError):
-            pass  # already ended
-
-    def _flush_without_blocking(self):
-        """Write what is queued as far as the socket takes it at once; a
-        greenlet writes the rest (a slow reader waits alone)."""
+    def _flush(self):
+        """Write what is queued as far as the socket takes it now; the rest
+        when the socket is writable again."""
         self._scheduled = False
-        if self._draining or not self._pending:
+        pending = self._pending
+        if not pending or self._sock is None:
             return
-        if self._socket is None:
-            self._drain_later()
-            return
-        data = b"".join(self._pending)
-        self._pending = []
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
         try:
-            sent = self._socket.send(data)
+            sent = self._sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError:
-            return  # the peer is gone; the reader will notice
+            return  # the peer is gone; reading notices
         if sent < len(data):
-            self._pending.insert(0, data[sent:])
-            self._drain_later()
+            pending.append(data[sent:])
+            if self._writable is None:
+                self._writable = gevent.get_hub().loop.io(self._sock.fileno(), _WRITE)
+                self._writable.start(self._write_more)
+        elif self._writable is not None:
+            self._writable.stop()
+            self._writable = None
 
-    def _drain_later(self):
-        self._draining = True
-        gevent.spawn_raw(self._drain)
+    def _write_more(self):
+        self._flush()
+        if self._ended and not self._pending:
+            self._close_socket()
 
-    def _drain(self):
-        """The only write that may block: a greenlet of the socket's own,
-        writing until nothing is queued."""
+    # Closing
+
+    def close(self, code=frames.NORMAL, reason=""):
+        """Queue a close frame with `code` (and `reason`) after what is
+        queued; then nothing more is sent. The connection ends when the
+        client answers, or CLOSE_GRACE seconds later."""
+        if self.closed:
+            return
+        self._pending.append(frames.close_frame(code, reason))
+        self.closed = True
+        self._flush()
+        if self.detached and not self._ended:
+            gevent.spawn_later(CLOSE_GRACE, self.end)
+
+    def end(self):
+        """The connection has ended: stop reading, tell Engine.IO, close the
+        socket once what is queued is written (or cannot be)."""
+        if self._ended:
+            return
+        self._ended = self.closed = True
+        if self._readable is not None:
+            self._readable.stop()
+            self._readable = None
+        if self._on_end is not None:
+            self._on_end()
+        if not self.detached:
+            return  # pywsgi's handler closes the socket
+        if self._writable is None:
+            self._close_socket()
+
+    def _close_socket(self):
+        if self._writable is not None:
+            self._writable.stop()
+            self._writable = None
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
         try:
-            while self._pending:
-                data = b"".join(self._pending)
-                self._pending = []
-                self._websocket.raw_write(data)
+            sock.shutdown(socket.SHUT_RDWR)
         except OSError:
-            self._pending = []  # the peer is gone; the reader will notice
-        finally:
-            self._draining = False
+            pass
+        sock.close()
+        if self._on_closed is not None:
+            self._on_closed()
 
 
 # The sockets with frames queued during this tick of the event loop, written
@@ -291,50 +335,22 @@ def _flush_queued():
     sockets = _queued[:]
     del _queued[:]
     for websocket in sockets:
-        websocket._flush_without_blocking()
+        websocket._flush()
 
 
-class _Refused(Exception):
-    """A client's frame breaks the protocol: close with this code."""
-
-    def __init__(self, code):
-        super().__init__(code)
-        self.code = code
-
-
-def _peer(websocket):
-    """The client's address, for the log."""
-    address = getattr(websocket.handler, "client_address", None)
+def _address(handler):
+    """The client's address, for the log and the limits."""
+    address = getattr(handler, "client_address", None)
     return address[0] if isinstance(address, tuple) else address
-
-
-def _unmask(payload, mask):
-    """XOR the payload with the repeated 4-byte mask, as one big integer."""
-    if not payload:
-        return payload
-    size = len(payload)
-    key = (mask * (size // 4 + 1))[:size]
-    masked = int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")
-    return masked.to_bytes(size, "little")
-
-
-def _frame(opcode, payload):
-    """A complete, unmasked WebSocket frame."""
-    return Header.encode_header(True, opcode, b"", len(payload), 0) + payload
-
-
-def text_frame(message):
-    """A complete, unmasked WebSocket text frame holding `message`."""
-    return _frame(_TEXT, message.encode())
 
 
 def packet_frame(pkt, protocol=4):
     """An Engine.IO packet as a WebSocket frame of `protocol`: protocol 3
     writes the packet type before binary data, protocol 4 the data alone."""
     if not pkt.binary:
-        return text_frame(pkt.encode())
+        return frames.text_frame(pkt.encode())
     data = pkt.data if protocol == 4 else bytes([pkt.packet_type]) + pkt.data
-    return _frame(_BINARY, data)
+    return frames.frame(frames.BINARY, data)
 
 
 class SharedFrame:
@@ -349,6 +365,6 @@ class SharedFrame:
 
 
 def websocket_of(environ):
-    """The CoalescingWebSocket of a connection's WSGI environ, if it has one."""
+    """The ChatWebSocket of a connection's WSGI environ, if it has one."""
     websocket = environ.get("wsgi.websocket") if environ else None
-    return websocket if isinstance(websocket, CoalescingWebSocket) else None
+    return websocket if isinstance(websocket, ChatWebSocket) else None
