@@ -90,7 +90,7 @@ def test_leaving_forgets_the_position(app, joining):
 
     socketio.server.manager.leave_room(sid, "/", room_of("lobby"))
 
-    assert (sid, room_of("lobby")) not in socketio.server.manager.positions
+    assert socketio.server.manager.ledger.member(sid, room_of("lobby")) is None
 
 
 def test_disconnect_leaves_every_room_and_forgets_the_member(app, connect):
@@ -260,16 +260,16 @@ def test_a_member_upgraded_from_polling_gets_every_message_in_order(
 def test_no_frame_is_built_for_a_room_without_members_here(app, connect, monkeypatch):
     manager = socketio.server.manager
     built = []
-    frame = manager._frame
+    encode = manager._broadcast
     monkeypatch.setattr(
-        manager, "_frame", lambda *args: built.append(args) or frame(*args)
+        manager, "_broadcast", lambda *args: built.append(args) or encode(*args)
     )
     connect().join("elsewhere")
 
     post(app, "nobody reads lobby here")
 
     assert built == []
-    assert room_of("lobby") not in manager.cursors
+    assert manager.ledger.cursor(room_of("lobby")) is None
 
 
 def test_a_join_of_a_connection_closed_meanwhile_leaves_nothing(app, connect):
@@ -284,5 +284,5 @@ def test_a_join_of_a_connection_closed_meanwhile_leaves_nothing(app, connect):
     members.hold(sid, "lobby")
     members.replay(sid, "lobby", history.messages, history.last_seq)
 
-    assert (sid, room_of("lobby")) not in manager.positions
-    assert room_of("lobby") not in manager.cursors
+    assert manager.ledger.member(sid, room_of("lobby")) is None
+    assert manager.ledger.cursor(room_of("lobby")) is None

@@ -28,20 +28,19 @@ import threading
 import time
 
 import redis
-from engineio import packet as eio_packet
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from socketio import Manager, RedisManager
 from socketio.packet import EVENT
 
-from app.realtime.broadcaster import channel_of, queue_notice
 from app.chat.errors import ChatError
-from app.wire.websocket import SharedFrame
+from app.realtime.broadcaster import channel_of, queue_notice
+from app.realtime.ledger import Ledger
+from app.wire.connections import Broadcast
 
 log = logging.getLogger(__name__)
 
 MESSAGE_EVENT = "message"
-_GONE = object()  # the position of a member no longer in the room
 RESYNC_EVENT = "resync"
 # Seconds between two attempts of the Redis listener to subscribe again.
 LISTEN_RETRY = 0.5
@@ -63,15 +62,13 @@ class OrderedMessages:
 
     def __init__(self, *args, repair_interval=0, **kwargs):
         super().__init__(*args, **kwargs)
-        # (sid, room) -> highest seq sent, or the list of live messages held
-        # back while that member's history is read.
-        self.positions = {}
+        # Each room's members here: held while their history is read, or
+        # the highest seq each was sent; and the room's cursor.
+        self.ledger = Ledger()
         # (namespace, sid) -> the rooms it is in, so that a disconnect does
         # not scan every room of the namespace (10,000 connections leaving
         # would otherwise cost 10,000 scans of 10,000 rooms).
         self.rooms_of = {}
-        # room -> highest seq delivered to this process's settled members.
-        self.cursors = {}
         # Where missed messages are read from (app.realtime.archive.Archive).
         self.archive = None
         self.repair_interval = repair_interval
@@ -97,55 +94,36 @@ class OrderedMessages:
         which reads it, and whatever came before it, from the database.
         """
         with self._delivering:
-            cursor = self.cursors.get(room)
+            cursor = self.ledger.cursor(room)
             if cursor is not None and message["seq"] > cursor + 1:
                 self.repair_soon(room)
                 return
             self._deliver([message], room, namespace)
 
     def _deliver(self, messages, room, namespace):
-        """Send messages (ascending seq) to the room's members, each once.
-
-        Members connected by WebSocket get the same wire frame, built once
-        for each Engine.IO protocol version among them, written straight to
-        their socket; others go through Engine.IO.
-        """
-        members = list(self.get_participants(namespace, room))
-        if not members:
-            # Nothing to encode; and a room without members here has no
-            # cursor (as basic_leave_room keeps it).
-            self.cursors.pop(room, None)
-            return
-        cursor = self.cursors.get(room)
-        for message in messages:
-            seq = message["seq"]
-            if cursor is not None and seq <= cursor:
-                continue
-            frame = SharedFrame(self._frame(MESSAGE_EVENT, message, namespace))
-            for sid, eio_sid in members:
-                # A member has a position from its join on; one without has
-                # left meanwhile (a send can run a disconnect's handlers).
-                position = self.positions.get((sid, room), _GONE)
-                if isinstance(position, list):
-                    position.append(message)
-                elif position is not _GONE and seq > position:
-                    if seq > position + 1:
-                        self._resync(eio_sid, room, messages[-1]["seq"], namespace)
-                    self.positions[(sid, room)] = seq
-                    self._send(eio_sid, frame)
-            if cursor is not None and room in self.cursors:
-                cursor = self.cursors[room] = seq
+        """Send messages (ascending seq) to the room's members here, each
+        once (app.realtime.ledger): each message is encoded once, and the
+        wire writes one frame of it to every member on a WebSocket."""
+        self.ledger.deliver(
+            room,
+            messages,
+            encode=lambda message: self._broadcast(MESSAGE_EVENT, message, namespace),
+            send=self.server.eio.deliver,
+            resync=lambda eio_sid, last_seq: self._resync(
+                eio_sid, room, last_seq, namespace
+            ),
+        )
 
     def _resync(self, eio_sid, room, last_seq, namespace):
         """Tell a member that messages it should have got were pruned."""
         notice = {"channel": channel_of(room), "recovered": False, "last_seq": last_seq}
-        self._send(eio_sid, SharedFrame(self._frame(RESYNC_EVENT, notice, namespace)))
+        self._send(eio_sid, self._broadcast(RESYNC_EVENT, notice, namespace))
 
     def hold(self, sid, room, namespace="/"):
         """Hold live messages for a member whose history is about to be read
         (nothing, for a connection closed meanwhile)."""
         if self.is_connected(sid, namespace):
-            self.positions[(sid, room)] = []
+            self.ledger.hold(sid, self.eio_sid_from_sid(sid, namespace), room)
 
     def replay(self, sid, room, history, last_seq, namespace="/"):
         """Send a joiner its history, then the live messages held meanwhile.
@@ -171,23 +149,20 @@ class OrderedMessages:
         """Send what is in order; settle the joiner and return None, or
         return its position when more must be read first. A gap found after
         the join's own read (pruned meanwhile) is announced with `resync`."""
-        key = (sid, room)
         with self._delivering:
-            held = self.positions.get(key)
-            if held is None:
+            member = self.ledger.member(sid, room)
+            if member is None:
                 return None  # the member left, or disconnected, meanwhile
-            eio_sid = self.eio_sid_from_sid(sid, namespace)
-            if eio_sid is None or not self.is_connected(sid, namespace):
-                self.positions.pop(key, None)  # it is disconnecting
+            if not self.is_connected(sid, namespace):
+                self.ledger.leave(sid, room)  # it is disconnecting
                 return None
-            held = held if isinstance(held, list) else []
+            eio_sid = member.eio_sid
+            held = member.held if member.held is not None else []
             position = last_seq
             for message in history:
                 if not first and message["seq"] > position + 1:
                     self._resync(eio_sid, room, history[-1]["seq"], namespace)
-                self._send(
-                    eio_sid, SharedFrame(self._frame(MESSAGE_EVENT, message, namespace))
-                )
+                self._send_message(eio_sid, message, namespace)
                 position = max(position, message["seq"])
             waiting = []
             for message in sorted(held, key=lambda message: message["seq"]):
@@ -196,39 +171,31 @@ class OrderedMessages:
                 ):
                     if message["seq"] > position + 1:
                         self._resync(eio_sid, room, held[-1]["seq"], namespace)
-                    frame = SharedFrame(self._frame(MESSAGE_EVENT, message, namespace))
-                    self._send(eio_sid, frame)
+                    self._send_message(eio_sid, message, namespace)
                     position = message["seq"]
                 elif message["seq"] > position:
                     waiting.append(message)
-            cursor = self.cursors.get(room)
+            cursor = self.ledger.cursor(room)
             if not settle and (waiting or (cursor is not None and cursor > position)):
-                self.positions[key] = waiting
+                member.held = waiting
                 return position
-            self.positions[key] = position
-            if cursor is None:
-                self.cursors[room] = position
+            self.ledger.settle(sid, room, position)
             return None
 
-    def _send(self, eio_sid, frame):
-        """Write a message to a member's WebSocket (whether it connected
-        on one or upgraded from long-polling), or hand it to Engine.IO.
+    def _send_message(self, eio_sid, message, namespace):
+        self._send(eio_sid, self._broadcast(MESSAGE_EVENT, message, namespace))
 
-        Every message to a member takes the same path, so they stay in order.
-        """
-        socket = self.server.eio.sockets.get(eio_sid)
-        frames = socket.frames if socket is not None else None
-        if frames is None:
-            self.server._send_eio_packet(eio_sid, frame.packet)
-        else:
-            frames.write_shared(frame)
+    def _send(self, eio_sid, broadcast):
+        """Hand a message to one member's connection (app.wire)."""
+        self.server.eio.deliver(eio_sid, broadcast)
 
-    def _frame(self, event, data, namespace):
-        """The Engine.IO frame of an event, encoded once for everyone."""
-        encoded = self.server.packet_class(
-            EVENT, data=[event, data], namespace=namespace, binary=False
-        ).encode()
-        return eio_packet.Packet(eio_packet.MESSAGE, encoded)
+    def _broadcast(self, event, data, namespace):
+        """An event as the wire sends it to many: encoded once."""
+        return Broadcast(
+            self.server.packet_class(
+                EVENT, data=[event, data], namespace=namespace, binary=False
+            ).encode()
+        )
 
     # Repair: what Redis did not bring is read from the database.
 
@@ -240,14 +207,14 @@ class OrderedMessages:
     def repair_everything(self):
         """Have the repairer check every room with members here (after
         Redis, or the listener's connection to it, comes back)."""
-        self._due.update(self.cursors)
+        self._due.update(self.ledger.cursors())
         self._wake.set()
 
     def repair(self, room, namespace="/"):
         """Deliver every message of the room after its cursor, from the
         database; False when the database cannot be read now."""
         while True:
-            cursor = self.cursors.get(room)
+            cursor = self.ledger.cursor(room)
             if cursor is None:
                 return True
             try:
@@ -256,11 +223,12 @@ class OrderedMessages:
                 return False
             with self._delivering:
                 self._deliver(missed, room, namespace)
-            if missed and self.cursors.get(room, cursor) > cursor:
+            now = self.ledger.cursor(room)
+            if missed and now is not None and now > cursor:
                 log.info(
                     "repaired %s: delivered up to seq %d from the database",
                     channel_of(room),
-                    self.cursors[room],
+                    now,
                 )
             if len(missed) < self.archive.READ_AT_ONCE:
                 return True
@@ -271,13 +239,14 @@ class OrderedMessages:
         due, self._due = self._due, set()
         # Cursors as they were before the read: seqs only grow, so a channel
         # found behind one of these was reset, not merely read too early.
-        cursors = dict(self.cursors)
+        cursors = self.ledger.cursors()
         try:
             newest = self.archive.newest(list(cursors))
         except ChatError:
             newest = {}
         for room, last_seq in newest.items():
-            if last_seq > self.cursors.get(room, last_seq):
+            now = self.ledger.cursor(room)
+            if now is not None and last_seq > now:
                 due.add(room)
             elif last_seq < cursors[room]:
                 self._rewind(room, last_seq)
@@ -289,14 +258,11 @@ class OrderedMessages:
         """The channel's database was reset behind what was delivered: start
         its numbering again from `last_seq`, and tell the members."""
         with self._delivering:
-            if room not in self.cursors:
-                return
-            self.cursors[room] = last_seq
-            for sid, eio_sid in list(self.get_participants(namespace, room)):
-                position = self.positions.get((sid, room))
-                if isinstance(position, int) and position > last_seq:
-                    self.positions[(sid, room)] = last_seq
-                    self._resync(eio_sid, room, last_seq, namespace)
+            self.ledger.rewind(
+                room,
+                last_seq,
+                lambda eio_sid, seq: self._resync(eio_sid, room, seq, namespace),
+            )
 
     def _repair_forever(self):
         """Check the rooms every `repair_interval` seconds, and at once when
@@ -320,15 +286,13 @@ class OrderedMessages:
         return [room for room in rooms if room is not None]
 
     def basic_leave_room(self, sid, namespace, room):
-        """Leave a room; forget the member's position in it, and the room's
-        cursor once no member is left here."""
-        self.positions.pop((sid, room), None)
+        """Leave a room, and the ledger's room (which goes, cursor and all,
+        with its last member here)."""
+        self.ledger.leave(sid, room)
         rooms = self.rooms_of.get((namespace, sid))
         if rooms is not None:
             rooms.discard(room)
         super().basic_leave_room(sid, namespace, room)
-        if room not in self.rooms.get(namespace, {}):
-            self.cursors.pop(room, None)
 
     def basic_disconnect(self, sid, namespace, **kwargs):
         """Disconnect: what the base class does, but leaving only the rooms

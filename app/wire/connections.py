@@ -39,7 +39,7 @@ import gevent
 from engineio import exceptions, packet
 from engineio.socket import Socket
 
-from app.wire import polling
+from app.wire import frames, polling
 from app.wire.budget import InboundBudget, OverBudget
 from app.wire.packets import ProtocolError
 from app.wire.websocket import websocket_of
@@ -81,6 +81,15 @@ class ChatSocket(Socket):
             return super().send(pkt)
         if self.check_ping_timeout():
             websocket.send(self.encode(pkt))
+
+    def deliver(self, broadcast):
+        """Send a message shared by many sockets: the one WebSocket frame
+        made of it, or its packet into the long-polling queue."""
+        websocket = self.frames
+        if websocket is None:
+            self.send(broadcast.packet())
+        else:
+            websocket.write_frame(broadcast.frame())
 
     def schedule_ping(self):
         """Ping again one interval after the client answered the last ping."""
@@ -342,6 +351,29 @@ class ChatSocket(Socket):
         self.queue = None
         if self.polling:
             queue.put(END_POLL)
+
+
+class Broadcast:
+    """A Socket.IO packet (its text) sent to many sockets: one WebSocket
+    frame of it for every socket on a WebSocket, of either protocol (a text
+    message is framed alike in both), and one Engine.IO packet for every
+    long-polling queue, each made at most once."""
+
+    __slots__ = ("text", "_frame", "_packet")
+
+    def __init__(self, text):
+        self.text = text
+        self._frame = self._packet = None
+
+    def frame(self):
+        if self._frame is None:
+            self._frame = frames.text_frame("4" + self.text)  # Engine.IO MESSAGE
+        return self._frame
+
+    def packet(self):
+        if self._packet is None:
+            self._packet = packet.Packet(packet.MESSAGE, self.text)
+        return self._packet
 
 
 class Pinger:

@@ -52,6 +52,7 @@ def install(server, connect_timeout, allow_eio3=True, budget=DEFAULT):
     eio.versions = dict(_SOCKETS) if allow_eio3 else {"4": ChatSocket}
     eio.pinger = Pinger(eio, joined, connect_timeout)
     eio.budget = budget
+    eio.socketio = server
     server.packet_class = server.packet_class.limited(eio.max_http_buffer_size)
 
 
@@ -61,6 +62,15 @@ class ChatEngine(Server):
     versions = {"4": ChatSocket}  # EIO value -> the class of its sockets
     pinger = None
     budget = DEFAULT  # of each long-polling session's inbound packets
+    socketio = None  # the Socket.IO server it serves
+
+    def deliver(self, sid, broadcast):
+        """Send a Broadcast (app.wire.connections) to the session `sid`."""
+        socket = self.sockets.get(sid)
+        if socket is not None:
+            socket.deliver(broadcast)
+        else:  # gone, or a client of Flask-SocketIO's test client
+            self.socketio._send_eio_packet(sid, broadcast.packet())
 
     def handle_request(self, environ, start_response):
         """Answer one request to the Engine.IO endpoint (WSGI)."""

@@ -226,16 +226,6 @@ class ChatWebSocket:
         else:
             self.write_frame(frames.text_frame(message))
 
-    def write_shared(self, shared):
-        """Queue a SharedFrame, framed for this socket's protocol version
-        (once for all the sockets of that version)."""
-        frame = shared.frames.get(self.protocol)
-        if frame is None:
-            frame = shared.frames[self.protocol] = packet_frame(
-                shared.packet, self.protocol
-            )
-        self.write_frame(frame)
-
     def write_frame(self, frame):
         """Queue a whole frame (see app.wire.frames); dropped once closed."""
         if self.closed:
@@ -342,26 +332,6 @@ def _address(handler):
     """The client's address, for the log and the limits."""
     address = getattr(handler, "client_address", None)
     return address[0] if isinstance(address, tuple) else address
-
-
-def packet_frame(pkt, protocol=4):
-    """An Engine.IO packet as a WebSocket frame of `protocol`: protocol 3
-    writes the packet type before binary data, protocol 4 the data alone."""
-    if not pkt.binary:
-        return frames.text_frame(pkt.encode())
-    data = pkt.data if protocol == 4 else bytes([pkt.packet_type]) + pkt.data
-    return frames.frame(frames.BINARY, data)
-
-
-class SharedFrame:
-    """An Engine.IO packet sent to many WebSockets, framed at most once for
-    each protocol version among them."""
-
-    __slots__ = ("packet", "frames")
-
-    def __init__(self, packet):
-        self.packet = packet
-        self.frames = {}  # protocol version -> frame
 
 
 def websocket_of(environ):

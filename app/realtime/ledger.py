@@ -1,0 +1,141 @@
+"""Who in this process was sent which messages of each channel: delivery's
+ordering, as a structure that does no I/O.
+
+Each room with members here has a cursor (the highest seq delivered to its
+settled members) and its members, each in one of two states:
+
+* held: its history is being read; live messages wait in `held`, to follow
+  the history in seq order;
+* settled: `position` is the highest seq it was sent; it gets each later
+  message once, in seq order, and `resync` before one that skips seqs
+  (those were pruned before they could be delivered).
+
+A room is forgotten with its last member, cursor and all. app.realtime.delivery
+does the I/O: it reads the database, encodes messages and writes them.
+"""
+
+# The position of a member that left: past every seq.
+GONE = float("inf")
+
+
+class Member:
+    """One member of one room: held, or settled at `position`."""
+
+    __slots__ = ("eio_sid", "position", "held")
+
+    def __init__(self, eio_sid):
+        self.eio_sid = eio_sid  # its Engine.IO connection, where messages go
+        self.position = 0  # the highest seq it was sent, once settled
+        self.held = []  # live messages waiting for its history; None once settled
+
+
+class Room:
+    """The members of one room here, and its cursor (None until a first
+    member settles)."""
+
+    __slots__ = ("members", "cursor")
+
+    def __init__(self):
+        self.members = {}  # sid -> Member
+        self.cursor = None
+
+
+class Ledger:
+    """The rooms with members in this process."""
+
+    def __init__(self):
+        self.rooms = {}
+
+    def hold(self, sid, eio_sid, room):
+        """A member joins `room`: hold live messages while its history is read."""
+        state = self.rooms.get(room)
+        if state is None:
+            state = self.rooms[room] = Room()
+        state.members[sid] = Member(eio_sid)
+
+    def member(self, sid, room):
+        """The Member `sid` of `room`, or None."""
+        state = self.rooms.get(room)
+        return state.members.get(sid) if state is not None else None
+
+    def settle(self, sid, room, position):
+        """A member's history is sent up to `position`: it gets live
+        messages from now on. The room's first settled member sets its
+        cursor."""
+        state = self.rooms[room]
+        member = state.members[sid]
+        member.held, member.position = None, position
+        if state.cursor is None:
+            state.cursor = position
+
+    def leave(self, sid, room):
+        """A member leaves `room` (or disconnects): the room goes with its
+        last member."""
+        state = self.rooms.get(room)
+        member = state.members.pop(sid, None) if state is not None else None
+        if member is None:
+            return
+        # A delivery under way (a send can run a disconnect) skips it.
+        member.held, member.position = None, GONE
+        if not state.members:
+            del self.rooms[room]
+
+    def cursor(self, room):
+        """The highest seq delivered to `room` here, or None."""
+        state = self.rooms.get(room)
+        return state.cursor if state is not None else None
+
+    def cursors(self):
+        """`{room: cursor}` of every room with a cursor."""
+        return {
+            room: state.cursor
+            for room, state in self.rooms.items()
+            if state.cursor is not None
+        }
+
+    def deliver(self, room, messages, encode, send, resync):
+        """Hand each settled member of `room` the messages (ascending seq)
+        it was not sent: `send(eio_sid, encode(message))`, each message
+        encoded once, at its first member; `resync(eio_sid, last_seq)`
+        first for a member whose next seq skips. Held members keep them.
+        Messages at or below the room's cursor were delivered already."""
+        state = self.rooms.get(room)
+        if state is None:
+            return
+        members = list(state.members.values())
+        last_seq = messages[-1]["seq"] if messages else None
+        for message in messages:
+            seq = message["seq"]
+            cursor = state.cursor
+            if cursor is not None and seq <= cursor:
+                continue
+            encoded = None
+            for member in members:
+                held = member.held
+                if held is not None:
+                    held.append(message)
+                    continue
+                position = member.position
+                if seq <= position:
+                    continue
+                if seq > position + 1:
+                    resync(member.eio_sid, last_seq)
+                member.position = seq
+                if encoded is None:
+                    encoded = encode(message)
+                send(member.eio_sid, encoded)
+            if cursor is not None:
+                state.cursor = seq
+
+    def rewind(self, room, last_seq, resync):
+        """The channel's database was reset behind what was delivered:
+        number again from `last_seq`, and `resync(eio_sid, last_seq)` each
+        member that was sent more."""
+        state = self.rooms.get(room)
+        if state is None or state.cursor is None:
+            return
+        state.cursor = last_seq
+        for member in state.members.values():
+            if member.held is None and member.position > last_seq:
+                member.position = last_seq
+                resync(member.eio_sid, last_seq)
