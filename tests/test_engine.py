@@ -8,6 +8,9 @@ import pytest
 import requests
 import websocket
 
+from app.extensions import socketio
+from app.wire.connections import State
+
 
 @pytest.fixture
 def server(pinging_server):
@@ -172,3 +175,37 @@ def test_a_second_upgrade_of_one_session_is_refused_quietly(server):
     first.close()
     second.close()
     assert "Traceback" not in server.log()
+
+
+# The life of a session (app.wire.connections.State)
+
+
+def test_a_session_polls_then_moves_to_its_websocket_then_closes(server):
+    base = f"{server.url}/socket.io/?EIO=4&transport=polling"
+    sid = json.loads(requests.get(base, timeout=10).text[1:])["sid"]
+    session = socketio.server.eio.sockets[sid]
+    assert session.state is State.POLLING
+
+    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    raw = websocket.create_connection(f"{url}&sid={sid}", timeout=10)
+    raw.send("2probe")
+    assert raw.recv() == "3probe"
+    assert session.state is State.UPGRADING
+    raw.send("5")
+    raw.send("2")  # a ping from a protocol 4 client: a protocol error
+    while session.state is not State.CLOSED:
+        time.sleep(0.01)
+
+    with pytest.raises(RuntimeError, match="closed -> polling"):
+        session.become(State.POLLING)
+    raw.close()
+
+
+def test_a_session_moves_only_as_its_life_goes(server):
+    base = f"{server.url}/socket.io/?EIO=4&transport=polling"
+    sid = json.loads(requests.get(base, timeout=10).text[1:])["sid"]
+    session = socketio.server.eio.sockets[sid]
+
+    with pytest.raises(RuntimeError, match="polling -> websocket"):
+        session.become(State.WEBSOCKET)  # without the probe
+    assert session.state is State.POLLING

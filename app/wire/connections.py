@@ -29,11 +29,9 @@ has no namespace, it is closed instead (as Socket.IO's own server does after
 its connectTimeout).
 """
 
-import heapq
-import itertools
+import enum
 import logging
 import time
-from collections import deque
 
 import gevent
 from engineio import exceptions, packet
@@ -46,11 +44,49 @@ from app.wire.websocket import websocket_of
 
 logger = logging.getLogger(__name__)
 
-# Sockets whose pings fall due this close together are pinged together.
-_PING_GRANULARITY = 0.1
 # Put in a socket's queue to end the poll waiting on it with a NOOP; never
 # sent itself.
 END_POLL = object()
+
+
+class State(enum.Enum):
+    """Where an Engine.IO session is in its life."""
+
+    OPENED = "opened"  # the handshake is sent; no transport connected yet
+    POLLING = "polling"  # connected by long-polling
+    UPGRADING = "upgrading"  # a WebSocket's probe: packets wait in the queue
+    WEBSOCKET = "websocket"  # on its WebSocket, for good
+    CLOSING = "closing"  # the disconnect handlers run
+    CLOSED = "closed"
+
+
+# The states each state may move to.
+_NEXT = {
+    State.OPENED: {State.POLLING, State.WEBSOCKET, State.CLOSING},
+    State.POLLING: {State.UPGRADING, State.CLOSING},
+    State.UPGRADING: {State.WEBSOCKET, State.POLLING, State.CLOSING},
+    State.WEBSOCKET: {State.CLOSING},
+    State.CLOSING: {State.CLOSED},
+    State.CLOSED: set(),
+}
+
+
+def _flag(*states, on=None):
+    """python-engineio's boolean for being in one of `states`, as a view of
+    the socket's state. Its code sets it too: True moves the socket to
+    `on`; False is its initial value, or (for `upgrading`) the end of a
+    failed upgrade."""
+
+    def read(socket):
+        return socket.state in states
+
+    def write(socket, value):
+        if value:
+            socket.become(on)
+        elif socket.state is State.UPGRADING and State.UPGRADING in states:
+            socket.become(State.POLLING)
+
+    return property(read, write)
 
 
 class ChatSocket(Socket):
@@ -73,6 +109,18 @@ class ChatSocket(Socket):
     watched = False  # (protocol 3) the Pinger holds its deadline
     budget = None  # the InboundBudget of its long-polling packets
     ended_by = None  # why its WebSocket ended, if not by the client
+    state = State.OPENED
+    connected = _flag(State.POLLING, State.UPGRADING, State.WEBSOCKET, on=State.POLLING)
+    upgrading = _flag(State.UPGRADING, on=State.UPGRADING)
+    upgraded = _flag(State.WEBSOCKET, on=State.WEBSOCKET)
+    closing = _flag(State.CLOSING, on=State.CLOSING)
+    closed = _flag(State.CLOSED, on=State.CLOSED)
+
+    def become(self, state):
+        """Move to `state`; RuntimeError for a move its life does not make."""
+        if state not in _NEXT[self.state]:
+            raise RuntimeError(f"{self.sid}: {self.state.value} -> {state.value}")
+        self.state = state
 
     def send(self, pkt):
         """Send a packet: onto the WebSocket, or into the long-polling queue."""
@@ -144,7 +192,7 @@ class ChatSocket(Socket):
             return super().close(wait=wait, abort=abort, reason=reason)
         if self.closed or self.closing:
             return
-        self.closing = True
+        self.become(State.CLOSING)
         self.server._trigger_event(
             "disconnect",
             self.sid,
@@ -153,8 +201,8 @@ class ChatSocket(Socket):
         )
         if not abort:
             websocket.send(packet.Packet(packet.CLOSE).encode())
-        self.closed = True
-        websocket.close()  # the reader sees the end and returns
+        self.become(State.CLOSED)
+        websocket.close()  # after what is queued for it
 
     def refuse(self, why, reason=None):
         """Close the session for a request that breaks the protocol; the
@@ -266,8 +314,7 @@ class ChatSocket(Socket):
         this greenlet ends."""
         if (self.connected and not self._upgrade(ws)) or self.closed:
             return []
-        self.connected = self.upgraded = True
-        self.upgrading = False
+        self.become(State.WEBSOCKET)
         self._move_queue_to(ws)
         self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
         self.frames.detach(self._on_message, self._on_websocket_end)
@@ -301,16 +348,17 @@ class ChatSocket(Socket):
     def _upgrade(self, ws):
         """The probe exchange of a long-polling client moving to a WebSocket,
         within the ping timeout, and while the session stays open."""
-        if self.upgrading or self.upgraded:
+        if self.state is not State.POLLING:
             return False  # another WebSocket of the same session got here first
-        self.upgrading = True  # packets wait in the queue meanwhile
+        self.become(State.UPGRADING)  # packets wait in the queue meanwhile
         upgraded = False
         with gevent.Timeout(self.server.ping_timeout, False):
             upgraded = self._probe(ws)
         if upgraded and not self.closed:
             return True
         self.server.logger.info("%s: Failed websocket upgrade", self.sid)
-        self.upgrading = False
+        if self.state is State.UPGRADING:
+            self.become(State.POLLING)
         return False
 
     def _probe(self, ws):
@@ -374,97 +422,3 @@ class Broadcast:
         if self._packet is None:
             self._packet = packet.Packet(packet.MESSAGE, self.text)
         return self._packet
-
-
-class Pinger:
-    """One task sending each socket of a server its PING when due, and
-    closing each socket that has not answered it within the ping timeout;
-    and closing each socket of protocol 3 (whose clients ping) not heard
-    within the ping interval and timeout.
-
-    Every socket waits the same interval for its ping, and the same timeout
-    for the answer, so sockets come due in the order they were scheduled,
-    and a deque for each keeps them in that order. (Engine.IO's own check
-    goes round all sockets once per ping timeout, which let a silent one
-    stay up to a whole timeout longer.)
-
-    A socket of protocol 3 has one deadline in a heap at most, however
-    often its client pings: when that deadline comes, the socket's current
-    one (moved by every PING since) is checked, or put back in the heap.
-    """
-
-    def __init__(self, server, joined, connect_timeout):
-        self.server = server
-        self.joined = joined  # whether an Engine.IO sid has a namespace
-        self.connect_timeout = connect_timeout
-        self.due = deque()  # (when to ping, socket)
-        self.answers = deque()  # (when the answer is late, socket)
-        self.silences = []  # heap of (a protocol 3 socket's deadline, n, socket)
-        self._order = itertools.count()  # ties in the heap, sockets unordered
-        self.task = None
-
-    def stray(self, socket):
-        """Whether `socket` has had its time to join a namespace, and has none."""
-        in_time = time.monotonic() - socket.opened < self.connect_timeout
-        return not in_time and not self.joined(socket.sid)
-
-    def schedule(self, socket):
-        """Ping `socket` one interval from now."""
-        self.due.append((time.monotonic() + self.server.ping_interval, socket))
-        self._start()
-
-    def expect(self, socket):
-        """Close `socket` unless it is heard again by its deadline."""
-        if not socket.watched:
-            socket.watched = True
-            self._watch(socket)
-            self._start()
-
-    def _watch(self, socket):
-        heapq.heappush(self.silences, (socket.deadline, next(self._order), socket))
-
-    def _start(self):
-        if self.task is None:
-            self.task = self.server.start_background_task(self._run)
-
-    def _run(self):
-        while True:
-            self._wait()
-            horizon = time.monotonic() + _PING_GRANULARITY
-            while self.due and self.due[0][0] <= horizon:
-                _, socket = self.due.popleft()
-                self._attempt(socket.ping, socket)
-                if socket.last_ping is not None:  # sent: expect the answer
-                    late = self.server.ping_timeout + _PING_GRANULARITY
-                    self.answers.append((time.monotonic() + late, socket))
-            now = time.monotonic()
-            answers, silences = self.answers, self.silences
-            while answers and answers[0][0] <= now:
-                _, socket = answers.popleft()
-                if not socket.closing and not socket.closed:
-                    self._attempt(socket.check_ping_timeout, socket)
-            while silences and silences[0][0] <= now:
-                _, _, socket = heapq.heappop(silences)
-                if socket.closing or socket.closed:
-                    socket.watched = False
-                elif socket.deadline > now:  # heard since
-                    self._watch(socket)
-                else:
-                    socket.watched = False
-                    self._attempt(socket.check_ping_timeout, socket)
-
-    def _wait(self):
-        """Sleep until the next ping or answer falls due."""
-        queues = (self.due, self.answers, self.silences)
-        heads = [queue[0][0] for queue in queues if queue]
-        if not heads:
-            self.server.sleep(self.server.ping_interval)
-        elif (delay := min(heads) - time.monotonic()) > 0:
-            self.server.sleep(max(delay, _PING_GRANULARITY))
-
-    @staticmethod
-    def _attempt(action, socket):
-        try:
-            action()
-        except Exception:
-            logger.exception("ping of %s failed", socket.sid)

@@ -27,8 +27,9 @@ from engineio import exceptions, packet
 from engineio.server import Server
 
 from app.wire.budget import DEFAULT
-from app.wire.connections import ChatSocket, Pinger
+from app.wire.connections import ChatSocket, State
 from app.wire.legacy import LegacySocket
+from app.wire.pinger import Pinger
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ class ChatEngine(Server):
             if socket.closed:
                 self.sockets.pop(sid, None)
             return answer
-        socket.connected = True
+        socket.become(State.POLLING)
         answer = socket.response(socket.take(), _one(query, "j"))
         if self.cookie:
             answer["headers"].append(("Set-Cookie", self._cookie(sid)))
