@@ -130,6 +130,15 @@ class ChatSocket(Socket):
         if self.check_ping_timeout():
             websocket.send(self.encode(pkt))
 
+    def send_text(self, text):
+        """Send a Socket.IO packet (text): as one frame onto the WebSocket,
+        or as a packet into the long-polling queue."""
+        websocket = self.frames
+        if websocket is None:
+            self.send(packet.Packet(packet.MESSAGE, text))
+        elif self.check_ping_timeout():
+            websocket.write_frame(frames.text_frame("4" + text))  # Engine.IO MESSAGE
+
     def deliver(self, broadcast):
         """Send a message shared by many sockets: the one WebSocket frame
         made of it, or its packet into the long-polling queue."""
@@ -179,7 +188,7 @@ class ChatSocket(Socket):
         (the chat's handlers run inside) is logged with its traceback, as
         engineio does, and the connection stays."""
         try:
-            self.server.handlers["message"](self.sid, data)
+            self.server.dispatch(self, data)
         except ProtocolError:
             raise
         except Exception:

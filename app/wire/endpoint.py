@@ -28,6 +28,7 @@ from engineio.server import Server
 
 from app.wire.budget import DEFAULT
 from app.wire.connections import ChatSocket, State
+from app.wire.events import EventDispatch
 from app.wire.legacy import LegacySocket
 from app.wire.pinger import Pinger
 
@@ -54,6 +55,7 @@ def install(server, connect_timeout, allow_eio3=True, budget=DEFAULT):
     eio.pinger = Pinger(eio, joined, connect_timeout)
     eio.budget = budget
     eio.socketio = server
+    eio.dispatch = EventDispatch(server)
     server.packet_class = server.packet_class.limited(eio.max_http_buffer_size)
 
 
@@ -64,6 +66,7 @@ class ChatEngine(Server):
     pinger = None
     budget = DEFAULT  # of each long-polling session's inbound packets
     socketio = None  # the Socket.IO server it serves
+    dispatch = None  # its EventDispatch: a socket's messages to Socket.IO
 
     def deliver(self, sid, broadcast):
         """Send a Broadcast (app.wire.connections) to the session `sid`."""

@@ -141,7 +141,7 @@ class CheckedPacket(packet.Packet):
             raise ProtocolError(
                 f"Socket.IO packet type {self.packet_type} from a client"
             )
-        if not _payload_fits(self.packet_type, self.data, self.id):
+        if not payload_fits(self.packet_type, self.data, self.id):
             raise ProtocolError("invalid Socket.IO payload")
         if attachments > MAX_ATTACHMENTS:
             raise ProtocolError(f"{attachments} binary attachments announced")
@@ -156,7 +156,7 @@ class CheckedPacket(packet.Packet):
         return super().add_attachment(attachment)
 
 
-def _payload_fits(kind, data, ack_id):
+def payload_fits(kind, data, ack_id):
     """Whether a packet's payload has the shape its type requires, and an
     event a name clients may send (as socket.io-parser's isPayloadValid
     decides)."""
