@@ -7,6 +7,7 @@ whenever it refuses the event, so clients without acks learn why too.
 
 from functools import wraps
 
+from flask import current_app, has_app_context
 from flask_socketio import ConnectionRefusedError, Namespace
 
 from app.chat import messages, presence, rate_limits, rules
@@ -34,7 +35,8 @@ class ChatNamespace(Namespace):
 
     Handlers take the sender's sid as their first argument and run in an
     application context. Flask-SocketIO would build a whole request context
-    for every event, URL matching included, which none of them needs.
+    for every event, URL matching included, which none of them needs; the
+    wire acts on the messages of one WebSocket wake-up in one app context.
     """
 
     def __init__(self, namespace, app):
@@ -42,10 +44,14 @@ class ChatNamespace(Namespace):
         self.app = app
 
     def trigger_event(self, event, *args):
-        """Call on_<event>(sid, ...) in the app's context, if there is one."""
+        """Call on_<event>(sid, ...) in the app's context, if there is one:
+        the context the wire acts on a WebSocket's messages in, or one of
+        its own."""
         handler = getattr(self, f"on_{event}", None)
         if handler is None:
             return None
+        if has_app_context() and current_app._get_current_object() is self.app:
+            return handler(*args)
         with self.app.app_context():
             return handler(*args)
 

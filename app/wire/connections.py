@@ -326,7 +326,9 @@ class ChatSocket(Socket):
         self.become(State.WEBSOCKET)
         self._move_queue_to(ws)
         self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
-        self.frames.detach(self._on_message, self._on_websocket_end)
+        self.frames.detach(
+            self._on_message, self._on_websocket_end, self.server.context
+        )
         return []
 
     def _on_message(self, data):

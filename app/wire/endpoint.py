@@ -37,11 +37,12 @@ logger = logging.getLogger(__name__)
 _SOCKETS = {"4": ChatSocket, "3": LegacySocket}
 
 
-def install(server, connect_timeout, allow_eio3=True, budget=DEFAULT):
+def install(server, connect_timeout, allow_eio3=True, budget=DEFAULT, context=None):
     """Serve the Socket.IO `server`'s Engine.IO requests with ChatEngine:
     protocol 3 too when `allow_eio3`, sessions closed when they have joined
-    no namespace `connect_timeout` seconds after they opened, and each
-    long-polling session's packets read within its inbound `budget`."""
+    no namespace `connect_timeout` seconds after they opened, each
+    long-polling session's packets read within its inbound `budget`, and
+    the messages of a WebSocket acted on inside `context()`."""
     eio, manager = server.eio, server.manager
 
     def joined(sid):
@@ -56,6 +57,7 @@ def install(server, connect_timeout, allow_eio3=True, budget=DEFAULT):
     eio.budget = budget
     eio.socketio = server
     eio.dispatch = EventDispatch(server)
+    eio.context = context
     server.packet_class = server.packet_class.limited(eio.max_http_buffer_size)
 
 
@@ -67,6 +69,7 @@ class ChatEngine(Server):
     budget = DEFAULT  # of each long-polling session's inbound packets
     socketio = None  # the Socket.IO server it serves
     dispatch = None  # its EventDispatch: a socket's messages to Socket.IO
+    context = None  # what a WebSocket's messages are acted on in
 
     def deliver(self, sid, broadcast):
         """Send a Broadcast (app.wire.connections) to the session `sid`."""

@@ -63,6 +63,7 @@ class ChatWebSocket:
         "_on_message",
         "_on_end",
         "_on_closed",
+        "_context",
         "_ended",
         "_read_buffered",
     )
@@ -85,6 +86,7 @@ class ChatWebSocket:
         self._readable = self._writable = None  # the event loop's watchers
         self._on_message = self._on_end = None
         self._on_closed = on_closed  # once the socket is closed
+        self._context = None  # what the messages of one wake-up are acted on in
         self._ended = False
         self._read_buffered = False  # what pywsgi's reader held, taken
         # pywsgi keeps the request's parsed headers for as long as the handler
@@ -140,12 +142,13 @@ class ChatWebSocket:
 
     # Reading through the event loop
 
-    def detach(self, on_message, on_end):
+    def detach(self, on_message, on_end, context=None):
         """Leave the request: from now on the socket is read by the event
         loop, on_message(data) is called for each message (in a greenlet
-        that lives while there are messages to act on), and on_end() once
-        the connection has ended. The request's handler must then leave the
-        socket open (app.wire.http.ChatHandler)."""
+        that lives while there are messages to act on, inside `context()`
+        if given), and on_end() once the connection has ended. The
+        request's handler must then leave the socket open
+        (app.wire.http.ChatHandler)."""
         handler = self._handler
         handler.socket.settimeout(0)
         held = handler.rfile.read1() if not self._read_buffered else b""
@@ -154,6 +157,7 @@ class ChatWebSocket:
         self._sock.setblocking(False)
         self._handler = self._websocket = None
         self._on_message, self._on_end = on_message, on_end
+        self._context = context
         self.detached = True
         self._readable = gevent.get_hub().loop.io(fd, _READ)
         if held:
@@ -170,8 +174,16 @@ class ChatWebSocket:
         gevent.spawn_raw(self._serve)
 
     def _serve(self):
-        """Act on every message the socket holds; then wait for more with
-        no greenlet, or end the connection."""
+        """Act on every message the socket holds (inside the context, one
+        for them all); then wait for more with no greenlet, or end the
+        connection."""
+        if self._context is None:
+            self._act_on_messages()
+        else:
+            with self._context():
+                self._act_on_messages()
+
+    def _act_on_messages(self):
         parser, on_message = self._parser, self._on_message
         try:
             while not self._ended:
