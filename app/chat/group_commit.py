@@ -143,7 +143,8 @@ class Batcher:
 
 
 class BatcherPool:
-    """One Batcher per key, created on demand and dropped once idle.
+    """One Batcher per key, created on demand and dropped once idle, and one
+    for the key None that stays.
 
     `keyed` tells callers whether to key their items (the chat keys by
     channel on PostgreSQL) or to share one batch (None) for everything.
@@ -153,12 +154,15 @@ class BatcherPool:
         self.write = write
         self.max_size = max_size
         self.keyed = keyed
+        self._shared = Batcher(write, max_size)
         self._lock = threading.Lock()
         self._batchers = {}
         self._users = {}
 
     def submit(self, key, item):
         """Write `item` in the next batch of `key`."""
+        if key is None:
+            return self._shared.submit(item)
         with self._lock:
             batcher = self._batchers.get(key)
             if batcher is None:

@@ -335,7 +335,10 @@ class ChatSocket(Socket):
         """A message of the WebSocket. A packet that breaks the protocol
         closes the connection, as does a fault of Engine.IO's own."""
         try:
-            self.receive(self.decode(encoded_packet=data))
+            if type(data) is str and data[:2] == "42":  # a Socket.IO event
+                self._dispatch(data[1:])  # as receive() would, without a Packet
+            else:
+                self.receive(self.decode(encoded_packet=data))
         except exceptions.SocketIsClosedError:
             self.websocket.close()
         except (ValueError, TypeError) as error:
