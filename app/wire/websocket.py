@@ -305,6 +305,8 @@ class ChatWebSocket:
             return  # pywsgi's handler closes the socket
         if self._writable is None:
             self._close_socket()
+        else:  # after what is queued, or CLOSE_GRACE for a client that reads nothing
+            gevent.spawn_later(CLOSE_GRACE, self._close_socket)
 
     def _close_socket(self):
         if self._writable is not None:
