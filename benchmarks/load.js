@@ -13,7 +13,11 @@
  * Every scenario also takes --timeout SECONDS (default 120) and
  * --connect-concurrency N (default 200, connections being opened at once).
  * burst also takes --client 2: its clients are socket.io-client 2.3.1
- * (Engine.IO 3, Socket.IO 4) rather than 4.8.4.
+ * (Engine.IO 3, Socket.IO 4) rather than 4.8.4; and --steps: once every
+ * client has joined it writes {"phase": "joined"} and waits for a line on
+ * standard input before sending, and writes {"phase": "delivered"} when the
+ * last delivery arrived, so that the caller can read the server's CPU time
+ * over the burst alone.
  *
  * burst:       every client sends --messages messages at once; measures how
  *              fast all of them reach every member of their channel.
@@ -440,6 +444,10 @@ async function runBurst(opts, deadline) {
     traffic = channelTraffic(pool.clients, opts.channels);
     trackDeliveries(pool.clients, traffic);
     await joinAll(pool.clients, opts["connect-concurrency"], deadline);
+    if (opts.steps) {
+      await printLine({ phase: "joined" });
+      await waitForStdinLineOrClose();
+    }
 
     startedAt = performance.now();
     for (const client of pool.clients) {
@@ -450,6 +458,7 @@ async function runBurst(opts, deadline) {
     finishSending(traffic);
     log(`sent ${traffic.sent} messages, waiting for deliveries`);
     await deadline.within(traffic.done.promise, "waiting for deliveries");
+    if (opts.steps) await printLine({ phase: "delivered" });
   } catch (error) {
     failure = error;
   }
@@ -993,6 +1002,7 @@ function parseOptions(argv) {
       client: { type: "string", default: "4" },
       hold: { type: "boolean", default: false },
       firehose: { type: "boolean", default: false },
+      steps: { type: "boolean", default: false },
       ...Object.fromEntries([...INTEGER_OPTIONS, ...NUMBER_OPTIONS].map((name) => [name, stringOption])),
     },
   });

@@ -242,6 +242,34 @@ def load(scenario, url, options, extra=(), pid=None):
     return result
 
 
+def burst(server, options, extra=()):
+    """Scenario (a), with the server's CPU time read over the burst alone:
+    from the moment every client has joined to the last delivery."""
+    process = subprocess.Popen(
+        ["node", "load.js", "burst", "--url", server.url, "--steps", *options, *extra],
+        cwd=HERE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    used, before, result = None, None, {}
+    for line in process.stdout:  # the phases, then the result (or only that)
+        step = json.loads(line)
+        if step.get("phase") == "joined":
+            before = cpu_seconds(server.serving_pid)
+            process.stdin.write("\n")
+            process.stdin.flush()
+        elif step.get("phase") == "delivered" and before is not None:
+            used = cpu_seconds(server.serving_pid) - before
+        else:
+            result = step
+    result["exit"] = process.wait(timeout=600)
+    if used is not None and result.get("deliveries"):
+        result["cpu_us_per_delivery"] = round(used / result["deliveries"] * 1e6, 2)
+    return result
+
+
 def connections(server, options):
     """Scenario (c), holding the connections while the server's RSS is read."""
     before = rss_kb(server.serving_pid)
@@ -284,10 +312,8 @@ def loads(server, sizes, workdir, latencies, only):
     results = {}
     pid = server.serving_pid
     if "burst" in only:
-        results["burst"] = load("burst", server.url, sizes["burst"], pid=pid)
-        results["burst_2x"] = load(
-            "burst", server.url, sizes["burst"], ["--client", "2"], pid=pid
-        )
+        results["burst"] = burst(server, sizes["burst"])
+        results["burst_2x"] = burst(server, sizes["burst"], ["--client", "2"])
     if "latency" in only:
         latency_file = workdir / f"{server.name}-latencies.txt"
         results["latency"] = load(
