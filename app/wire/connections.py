@@ -1,17 +1,19 @@
-"""Engine.IO sockets that cost one greenlet each, however many are open.
+"""Engine.IO sessions that cost no greenlet of their own, however many are open.
 
 python-engineio gives every WebSocket three greenlets: the request's, which
 reads; a writer, which moves packets from a queue to the WebSocket; and a
 ping task, which sleeps out each ping interval. Idle, each holds its saved
-stack, and together they were half of what an open connection cost.
+stack, and together they were most of what an open connection cost.
 
-A ChatSocket has only the request's greenlet. Once it is on a WebSocket, a
-packet sent to it goes straight onto its CoalescingWebSocket
-(app.wire.websocket), which queues the frame and writes it when the sender
-yields; and one task per server (the Pinger) sends every socket its PING
-when due, and closes a socket that has not answered within the ping timeout.
-Long-polling clients, and clients during the upgrade from long-polling, keep
-Engine.IO's queue.
+A ChatSocket has none. Once it is on a WebSocket, a packet sent to it goes
+straight onto its ChatWebSocket (app.wire.websocket), which queues the frame
+and writes it when the sender yields, and which the event loop reads once
+the request's greenlet has set it up; one task per server (app.wire.pinger)
+sends every socket its PING when due, and closes a socket that has not
+answered within the ping timeout. Long-polling clients, and clients during
+the upgrade from long-polling, keep Engine.IO's queue. A session's life is
+one State; python-engineio's flags (`connected`, `upgrading`, `upgraded`,
+`closing`, `closed`) are views of it.
 
 The socket follows the Engine.IO specification where python-engineio does
 not: a packet that breaks the Engine.IO or Socket.IO protocol closes the
@@ -98,8 +100,8 @@ class ChatSocket(Socket):
     decode = staticmethod(packet.Packet)  # a WebSocket message's packet
     # A packet as a WebSocket message (LegacySocket writes protocol 3's).
     encode = staticmethod(packet.Packet.encode)
-    websocket = None  # engineio's WebSocket wrapper, once upgraded
-    frames = None  # its CoalescingWebSocket, for frames shared by many sockets
+    websocket = None  # where packets go once on a WebSocket (its ChatWebSocket)
+    frames = None  # the same ChatWebSocket, for frames shared by many sockets
     pinger = None
     opened = 0.0  # time.monotonic() when the socket opened
     deadline = 0.0  # time.monotonic() by which the client must be heard
