@@ -254,7 +254,7 @@ def test_a_member_upgraded_from_polling_gets_every_message_in_order(
 
     assert reader.texts(len(texts)) == texts
     # It gets the frame shared with the room, as members on a WebSocket do.
-    assert socketio.server.eio.sockets[reader.client.eio.sid].frames is not None
+    assert socketio.server.eio.sockets[reader.client.eio.sid].websocket is not None
 
 
 def test_no_frame_is_built_for_a_room_without_members_here(app, connect, monkeypatch):

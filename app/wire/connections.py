@@ -100,8 +100,7 @@ class ChatSocket(Socket):
     decode = staticmethod(packet.Packet)  # a WebSocket message's packet
     # A packet as a WebSocket message (LegacySocket writes protocol 3's).
     encode = staticmethod(packet.Packet.encode)
-    websocket = None  # where packets go once on a WebSocket (its ChatWebSocket)
-    frames = None  # the same ChatWebSocket, for frames shared by many sockets
+    websocket = None  # its ChatWebSocket, once on one: packets go straight there
     pinger = None
     opened = 0.0  # time.monotonic() when the socket opened
     deadline = 0.0  # time.monotonic() by which the client must be heard
@@ -135,7 +134,7 @@ class ChatSocket(Socket):
     def send_text(self, text):
         """Send a Socket.IO packet (text): as one frame onto the WebSocket,
         or as a packet into the long-polling queue."""
-        websocket = self.frames
+        websocket = self.websocket
         if websocket is None:
             self.send(packet.Packet(packet.MESSAGE, text))
         elif self.check_ping_timeout():
@@ -144,7 +143,7 @@ class ChatSocket(Socket):
     def deliver(self, broadcast):
         """Send a message shared by many sockets: the one WebSocket frame
         made of it, or its packet into the long-polling queue."""
-        websocket = self.frames
+        websocket = self.websocket
         if websocket is None:
             self.send(broadcast.packet())
         else:
@@ -328,7 +327,7 @@ class ChatSocket(Socket):
         self.become(State.WEBSOCKET)
         self._move_queue_to(ws)
         self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
-        self.frames.detach(
+        self.websocket.detach(
             self._on_message, self._on_websocket_end, self.server.context
         )
         return []
@@ -411,7 +410,7 @@ class ChatSocket(Socket):
                 ws.send(self.encode(pkt))
         # From now on packets go straight onto the chat's WebSocket, without
         # Engine.IO's wrapper (which holds the request's environ).
-        self.websocket = self.frames = websocket_of(ws.environ)
+        self.websocket = websocket_of(ws.environ)
         self.queue = None
         if self.polling:
             queue.put(END_POLL)
