@@ -59,8 +59,10 @@ def _close_connections():
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 worker_class = ChatWorker
 workers = 1
-# Each open WebSocket holds one of these; gunicorn's default of 1,000 would
-# silently cap a process at 1,000 clients.
+# A connection holds one of these while its request is served (a WebSocket
+# until it is set up); the chat's handler counts every open connection,
+# WebSockets included, against the same number and refuses more with 503
+# (app.wire.http). gunicorn's default of 1,000 would cap a process lower.
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "20000"))
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "10"))
 timeout = 60
