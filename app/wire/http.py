@@ -70,7 +70,7 @@ class ChatHandler(WebSocketHandler):
     max_body = 64 * 1024
     max_per_address = 0
     max_connections = 0
-    budget = budget.DEFAULT  # of a WebSocket's inbound frames
+    inbound = budget.DEFAULT  # the budget of a WebSocket's inbound frames
     # Of the configured class (see configured()): connections open, by
     # address, and the total under None.
     open_per_address = Counter()
@@ -88,7 +88,7 @@ class ChatHandler(WebSocketHandler):
                 "max_body": config["MAX_CONTENT_LENGTH"],
                 "max_per_address": config["MAX_CONNECTIONS_PER_ADDRESS"],
                 "max_connections": config["WORKER_CONNECTIONS"],
-                "budget": budget.Settings.of(config),
+                "inbound": budget.Settings.of(config),
                 "open_per_address": Counter(),
             },
         )
@@ -132,7 +132,7 @@ class ChatHandler(WebSocketHandler):
             self.websocket,
             self.max_body,
             protocol=3 if legacy else 4,
-            budget=self.budget,
+            budget=self.inbound,
             on_closed=partial(_release, self.open_per_address, _address_of(self)),
         )
         self.environ["wsgi.websocket"] = websocket
