@@ -13,7 +13,6 @@ import logging  # noqa: E402
 import time  # noqa: E402
 
 from app import create_app  # noqa: E402
-from app.chat import presence, storage  # noqa: E402
 from app.chat.errors import ChatError  # noqa: E402
 from app.extensions import socketio  # noqa: E402
 
@@ -41,13 +40,14 @@ def keep_house():
     """Every second: keep this process's members listed and announce
     changes; every hour: forget receipts older than CHAT_RETRY_HOURS."""
     next_sweep = 0
+    services = app.extensions["chat"]
     while True:
         socketio.sleep(1)
         with app.app_context():
             try:
-                presence.refresh()
+                services.presence.refresh()
                 if time.monotonic() >= next_sweep:
-                    storage.forget_receipts()
+                    services.messages.forget_receipts()
                     next_sweep = time.monotonic() + RECEIPT_SWEEP
             except ChatError:
                 pass  # the database is away: sweep at the next turn

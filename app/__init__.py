@@ -7,16 +7,17 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import wire
-from app.chat import messages, storage
 from app.chat.errors import ChatError
-from app.chat.group_commit import BatcherPool
-from app.chat.presence import LocalPresence, RedisPresence
+from app.chat.membership import Membership
+from app.chat.messages import Messages
+from app.chat.presence import LocalPresence, Presence, RedisPresence
 from app.chat.rate_limits import Rates
+from app.chat.services import Chat
 from app.extensions import database_options, db, migrate, socketio
-from app.realtime import broadcaster
 from app.realtime.archive import Archive
 from app.realtime.delivery import ChatManager, ChatRedisManager
 from app.realtime.namespace import ChatNamespace
+from app.realtime.rooms import Rooms
 from app.redis_link import RedisLink
 from app.web import api, pages, security
 from app.web.commands import chat_cli
@@ -98,19 +99,26 @@ def register_proxies(app):
 
 
 def register_services(app):
-    """What the services reach through the app: the broadcaster, presence,
-    and the writer that batches messages into transactions."""
-    broadcaster.init_app(app, socketio)
-    app.extensions["chat_presence"] = _presence_store(app)
-    app.extensions["chat_rates"] = Rates(app.config, app.extensions["chat_redis"])
-    app.extensions["chat_known_channels"] = messages.KnownChannels()
+    """Build the chat's services, each handed what it works with: the
+    channel rooms, presence's store, the rate limits and each other."""
+    config = app.config
+    rooms = Rooms(socketio)
+    rates = Rates(config, app.extensions["chat_redis"])
     # PostgreSQL writes channels side by side, so one slow channel must not
     # hold up the others; SQLite writes one transaction at a time, blocking
     # the process meanwhile, so there every channel shares each batch.
-    per_channel = app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
-    app.extensions["chat_writer"] = BatcherPool(
-        storage.write_messages, keyed=per_channel
+    per_channel = config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
+    posting = Messages(rooms.message, rates, config, per_channel=per_channel)
+    presence = Presence(
+        _presence_store(app),
+        rooms,
+        config["CHAT_PRESENCE_INTERVAL"],
+        config["CHAT_TYPING_INTERVAL"],
     )
+    membership = Membership(
+        rooms, posting, presence, rates, config["CHAT_MAX_CHANNELS_PER_CONNECTION"]
+    )
+    app.extensions["chat"] = Chat(rates, posting, presence, membership)
 
 
 def _redis_link(config):
@@ -173,4 +181,5 @@ def register_commands(app):
 
 def register_socket_events(app):
     """Serve the chat's events on the default namespace."""
-    socketio.on_namespace(ChatNamespace("/", app))
+    membership = app.extensions["chat"].membership
+    socketio.on_namespace(ChatNamespace("/", app, membership))

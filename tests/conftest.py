@@ -104,10 +104,22 @@ class FakeBroadcaster:
 
 
 @pytest.fixture
-def broadcasts(app):
-    """Replace the app's broadcaster with a fake; the list of what it was given."""
+def services(app):
+    """The app's services (app.chat.services.Chat)."""
+    return app.extensions["chat"]
+
+
+@pytest.fixture
+def posting(services):
+    """The message service (app.chat.messages.Messages)."""
+    return services.messages
+
+
+@pytest.fixture
+def broadcasts(services):
+    """Publish posted messages to a fake; the list of what it was given."""
     fake = FakeBroadcaster()
-    app.extensions["chat_broadcaster"] = fake
+    services.messages.publish = fake.message
     return fake.sent
 
 

@@ -91,10 +91,11 @@ def store_silently(server, texts):
     sends would, but broadcasting them to nobody."""
     script = (
         "import sys\n"
-        "from app import create_app\nfrom app.chat import messages\n"
-        "with create_app().app_context():\n"
+        "from app import create_app\n"
+        "app = create_app()\n"
+        "with app.app_context():\n"
         "    for text in sys.argv[1:]:\n"
-        "        messages.post_message('lobby', text)\n"
+        "        app.extensions['chat'].messages.post('lobby', text)\n"
     )
     subprocess.run(
         [sys.executable, "-c", script, *texts],

@@ -1,4 +1,4 @@
-"""The service layer on its own, with a fake broadcaster."""
+"""The service layer on its own, publishing to a fake."""
 
 import pytest
 
@@ -14,48 +14,47 @@ def context(app):
 
 @pytest.mark.usefixtures("context")
 class TestPostMessage:
-    def test_returns_the_stored_message(self, broadcasts):
-        message = messages.post_message("lobby", "  hello  ", author="kim")
+    def test_returns_the_stored_message(self, broadcasts, posting):
+        message = posting.post("lobby", "  hello  ", author="kim")
 
         assert message["seq"] == 1
         assert message["message"] == "hello"
         assert message["author"] == "kim"
 
-    def test_broadcasts_what_it_stored_once(self, broadcasts):
-        message = messages.post_message("lobby", "hello")
+    def test_broadcasts_what_it_stored_once(self, broadcasts, posting):
+        message = posting.post("lobby", "hello")
 
         assert broadcasts == [message]
 
-    def test_numbers_each_channel_on_its_own(self, broadcasts):
+    def test_numbers_each_channel_on_its_own(self, broadcasts, posting):
         seqs = [
-            messages.post_message(channel, "hi")["seq"]
-            for channel in ["a", "b", "a", "a", "b"]
+            posting.post(channel, "hi")["seq"] for channel in ["a", "b", "a", "a", "b"]
         ]
 
         assert seqs == [1, 1, 2, 3, 2]
 
-    def test_ids_are_unique_across_channels(self, broadcasts):
-        ids = {messages.post_message(channel, "hi")["id"] for channel in "abcabc"}
+    def test_ids_are_unique_across_channels(self, broadcasts, posting):
+        ids = {posting.post(channel, "hi")["id"] for channel in "abcabc"}
 
         assert len(ids) == 6
 
-    def test_prunes_to_the_history_limit(self, broadcasts):
+    def test_prunes_to_the_history_limit(self, broadcasts, posting):
         for number in range(30):
-            messages.post_message("lobby", f"m{number}")
+            posting.post("lobby", f"m{number}")
 
         found = messages.history("lobby")
         assert [m["seq"] for m in found.messages] == list(range(21, 31))
 
-    def test_refused_message_is_neither_stored_nor_broadcast(self, broadcasts):
+    def test_refused_message_is_neither_stored_nor_broadcast(self, broadcasts, posting):
         with pytest.raises(ChatError) as refused:
-            messages.post_message("lobby", "")
+            posting.post("lobby", "")
 
         assert refused.value.code == "invalid_message"
         assert broadcasts == []
         assert messages.history("lobby").last_seq == 0
 
-    def test_normalises_line_breaks_and_keeps_them(self, broadcasts):
-        message = messages.post_message("lobby", "line one\r\nline two")
+    def test_normalises_line_breaks_and_keeps_them(self, broadcasts, posting):
+        message = posting.post("lobby", "line one\r\nline two")
 
         assert message["message"] == "line one\nline two"
 
@@ -67,16 +66,16 @@ class TestHistory:
 
         assert (found.messages, found.last_seq, found.recovered) == ([], 0, True)
 
-    def test_since_the_last_seq_is_empty_and_recovered(self, broadcasts):
-        messages.post_message("lobby", "hi")
+    def test_since_the_last_seq_is_empty_and_recovered(self, broadcasts, posting):
+        posting.post("lobby", "hi")
 
         found = messages.history("lobby", since=1)
 
         assert (found.messages, found.recovered) == ([], True)
 
-    def test_since_a_pruned_seq_is_not_recovered(self, broadcasts):
+    def test_since_a_pruned_seq_is_not_recovered(self, broadcasts, posting):
         for number in range(12):
-            messages.post_message("lobby", f"m{number}")
+            posting.post("lobby", f"m{number}")
 
         assert messages.history("lobby", since=2).recovered is True
         assert messages.history("lobby", since=1).recovered is False
@@ -89,9 +88,9 @@ class TestHistory:
 
 
 @pytest.mark.usefixtures("context")
-def test_active_channels_count_retained_messages(broadcasts):
+def test_active_channels_count_retained_messages(broadcasts, posting):
     for number in range(11):
-        messages.post_message("lobby", f"m{number}")
+        posting.post("lobby", f"m{number}")
 
     (channel,) = channels.active_channels().channels
 
@@ -111,7 +110,7 @@ def test_database_answers(app):
 def test_a_batch_larger_than_the_limit_keeps_only_the_newest(broadcasts):
     pending = [storage.Draft("lobby", f"m{number}", None, None) for number in range(25)]
 
-    stored = storage.write_messages(pending)
+    stored = storage.write_messages(pending, 10, broadcasts.append)
 
     assert [m["seq"] for m in stored] == list(range(1, 26))
     assert [m["seq"] for m in messages.history("lobby").messages] == list(range(16, 26))
@@ -122,7 +121,7 @@ def test_a_batch_larger_than_the_limit_keeps_only_the_newest(broadcasts):
 def test_a_batch_numbers_each_channel_in_order(broadcasts):
     pending = [storage.Draft(channel, "hi", None, None) for channel in "abab"]
 
-    stored = storage.write_messages(pending)
+    stored = storage.write_messages(pending, 10, broadcasts.append)
 
     assert [(m["channel"], m["seq"]) for m in stored] == [
         ("a", 1),

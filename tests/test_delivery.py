@@ -7,14 +7,14 @@ both orders of "history read" and "live message" that a busy server sees.
 import pytest
 
 from app.chat import messages
-from app.realtime.broadcaster import room_of
 from app.extensions import db, socketio
+from app.realtime.rooms import Rooms, room_of
 
 
 @pytest.fixture
 def joining(app, connect):
     """A member in the room of `lobby` whose live messages are held, as
-    on_join leaves it before reading the history; and the broadcaster."""
+    a join leaves it before reading the history; and the rooms."""
     return hold_joiner(app, connect())
 
 
@@ -23,7 +23,7 @@ def hold_joiner(app, member):
     manager = socketio.server.manager
     sid = manager.sid_from_eio_sid(member.client.eio_sid, "/")
     manager.enter_room(sid, "/", room_of("lobby"))
-    members = app.extensions["chat_broadcaster"]
+    members = Rooms(socketio)
     members.hold(sid, "lobby")
     return member, sid, members
 
@@ -34,7 +34,7 @@ def seqs(member):
 
 def post(app, text):
     with app.app_context():
-        messages.post_message("lobby", text)
+        app.extensions["chat"].messages.post("lobby", text)
 
 
 def read_history(app):
@@ -110,26 +110,20 @@ def test_disconnect_leaves_every_room_and_forgets_the_member(app, connect):
 # Repair: messages that were committed but never reached this process.
 
 
-class Silence:
-    """A broadcaster that drops messages, as a Redis outage or a process
-    dying between commit and publish would."""
-
-    def message(self, message):
-        pass
-
-
 @pytest.fixture
 def store_silently(app):
     """Store messages in `lobby` without broadcasting them."""
 
     def store(*texts):
-        members = app.extensions["chat_broadcaster"]
-        app.extensions["chat_broadcaster"] = Silence()
+        # Dropped, as a Redis outage or a process dying between commit and
+        # publish would drop them.
+        posting = app.extensions["chat"].messages
+        publish, posting.publish = posting.publish, lambda message: None
         try:
             for text in texts:
                 post(app, text)
         finally:
-            app.extensions["chat_broadcaster"] = members
+            posting.publish = publish
 
     return store
 
@@ -276,7 +270,7 @@ def test_a_join_of_a_connection_closed_meanwhile_leaves_nothing(app, connect):
     member = connect()
     manager = socketio.server.manager
     sid = manager.sid_from_eio_sid(member.client.eio_sid, "/")
-    members = app.extensions["chat_broadcaster"]
+    members = Rooms(socketio)
     post(app, "before")
     history = read_history(app)
 

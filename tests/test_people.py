@@ -2,8 +2,6 @@
 
 import pytest
 
-from app.chat import presence
-
 
 def test_name_given_at_connect_is_the_author(connect):
     kim = connect(auth={"name": "  김민수 "})
@@ -148,7 +146,7 @@ def test_presence_of_one_channel_stays_in_it(connect):
 
 
 @pytest.mark.parametrize("app_settings", [{"CHAT_PRESENCE_INTERVAL": 3600}])
-def test_presence_bursts_are_coalesced(app, connect):
+def test_presence_bursts_are_coalesced(app, services, connect):
     ann = connect(auth={"name": "ann"})
     ann.join("lobby")
     for name in ["bob", "cy", "di"]:
@@ -156,7 +154,7 @@ def test_presence_bursts_are_coalesced(app, connect):
 
     held_back = ann.received("presence")
     with app.app_context():
-        presence.refresh()
+        services.presence.refresh()
 
     assert [event["count"] for event in held_back] == [1]
     assert ann.received("presence") == [
@@ -233,11 +231,11 @@ def test_bad_typing_is_refused(member, payload, code):
 # Connections that end while a join is under way, and what presence keeps.
 
 
-def test_a_join_that_outlives_its_connection_leaves_no_member(app, connect):
+def test_a_join_that_outlives_its_connection_leaves_no_member(app, services, connect):
     ann, bob = connect(auth={"name": "ann"}), connect(auth={"name": "bob"})
     ann.join("lobby")
     ann.received("presence")
-    real = app.extensions["chat_broadcaster"]
+    real = services.membership.rooms
 
     class ClosingWhileReading:
         """The joiner's connection closes while its history is read."""
@@ -249,16 +247,16 @@ def test_a_join_that_outlives_its_connection_leaves_no_member(app, connect):
             real.hold(sid, channel)
             real.socketio.server.disconnect(sid)
 
-    app.extensions["chat_broadcaster"] = ClosingWhileReading()
+    services.membership.rooms = ClosingWhileReading()
     bob.call("join", {"channel": "lobby"})
-    app.extensions["chat_broadcaster"] = real
+    services.membership.rooms = real
 
     with app.app_context():
-        assert presence.current("lobby")["members"] == ["ann"]
+        assert services.presence.current("lobby")["members"] == ["ann"]
     assert not any(event["count"] > 1 for event in ann.received("presence"))
 
 
-def test_presence_keeps_nothing_of_a_channel_once_everyone_left(app, connect):
+def test_presence_keeps_nothing_of_a_channel_once_everyone_left(services, connect):
     ann, bob = connect(auth={"name": "ann"}), connect(auth={"name": "bob"})
     for member in (ann, bob):
         member.join("lobby")
@@ -269,7 +267,7 @@ def test_presence_keeps_nothing_of_a_channel_once_everyone_left(app, connect):
     ann.client.disconnect()
     bob.client.disconnect()
 
-    store = app.extensions["chat_presence"]
+    store = services.presence.store
     assert (store.members, store.joined, store.announced, store.typed) == (
         {},
         {},
@@ -278,7 +276,8 @@ def test_presence_keeps_nothing_of_a_channel_once_everyone_left(app, connect):
     )
 
 
-def test_presence_ignores_a_connection_that_has_ended(app):
+def test_presence_ignores_a_connection_that_has_ended(app, services):
+    presence = services.presence
     with app.app_context():
         present = presence.enter("lobby", "an-ended-sid")
         presence.rename("an-ended-sid", "ghost")

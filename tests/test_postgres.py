@@ -53,7 +53,9 @@ def test_the_driver_is_psycopg_3(app):
 def test_concurrent_senders_get_distinct_contiguous_seqs(app, broadcasts):
     def send(number):
         with app.app_context():
-            return messages.post_message("race", f"message {number}")["seq"]
+            return app.extensions["chat"].messages.post("race", f"message {number}")[
+                "seq"
+            ]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         seqs = list(pool.map(send, range(60)))
@@ -75,11 +77,11 @@ def test_broadcasts_follow_seq_order_under_concurrency(app):
             time.sleep(random.uniform(0, 0.01))
             published.append(message)
 
-    app.extensions["chat_broadcaster"] = SlowBroadcaster()
+    app.extensions["chat"].messages.publish = SlowBroadcaster().message
 
     def send(number):
         with app.app_context():
-            messages.post_message("ordered", f"message {number}")
+            app.extensions["chat"].messages.post("ordered", f"message {number}")
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(send, range(40)))
@@ -89,7 +91,7 @@ def test_broadcasts_follow_seq_order_under_concurrency(app):
 
 def test_postgres_rejects_nothing_the_rules_accept(app, broadcasts):
     with app.app_context():
-        stored = messages.post_message(
+        stored = app.extensions["chat"].messages.post(
             "한국어", "안녕하세요 👋\ttab\nline", author="김"
         )
 
@@ -100,9 +102,9 @@ def test_postgres_rejects_nothing_the_rules_accept(app, broadcasts):
 def test_the_channel_list_pages_through_every_channel(app, broadcasts):
     with app.app_context():
         for number in range(7):
-            messages.post_message(f"c{number}", "hi")
+            app.extensions["chat"].messages.post(f"c{number}", "hi")
         for number in (2, 5):  # active again: first in the list now
-            messages.post_message(f"c{number}", "again")
+            app.extensions["chat"].messages.post(f"c{number}", "again")
         pages = [channels.active_channels(limit=3)]
         while pages[-1].next_before:
             pages.append(channels.active_channels(3, pages[-1].next_before))
@@ -147,10 +149,10 @@ def test_a_stored_message_is_acked_though_its_turn_could_not_be_given_back(
                     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
 
-    app.extensions["chat_broadcaster"] = Disconnecting()
+    app.extensions["chat"].messages.publish = Disconnecting().message
 
     with app.app_context():
-        stored = messages.post_message("lobby", "hello")
+        stored = app.extensions["chat"].messages.post("lobby", "hello")
         found = messages.history("lobby")
 
     assert stored["seq"] == 1
@@ -160,7 +162,9 @@ def test_a_stored_message_is_acked_though_its_turn_could_not_be_given_back(
 
 def test_a_value_the_database_refuses_is_a_bug_not_unavailable(app, broadcasts):
     with app.app_context(), pytest.raises(psycopg.DataError):  # the driver's own
-        storage.write_messages([storage.Draft("x" * 65, "hello", None, None)])
+        storage.write_messages(
+            [storage.Draft("x" * 65, "hello", None, None)], 10, broadcasts.append
+        )
 
 
 def test_a_turn_not_taken_in_time_leaves_no_turn_held(make_app, postgres_url):
@@ -178,7 +182,9 @@ def test_a_turn_not_taken_in_time_leaves_no_turn_held(make_app, postgres_url):
                 [
                     storage.Draft(first, "a", None, None),
                     storage.Draft(second, "b", None, None),
-                ]
+                ],
+                10,
+                publish=lambda message: None,
             )
         taken = other.execute(
             "SELECT pg_try_advisory_lock(%s)", [storage._lock_key(first)]

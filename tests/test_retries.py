@@ -116,7 +116,7 @@ def test_retries_in_one_batch_store_one_message(app, broadcasts):
     drafts = [storage.Draft("lobby", "hello", None, "c-1") for _ in range(3)]
 
     with app.app_context():
-        answers = storage.write_messages(drafts)
+        answers = storage.write_messages(drafts, 10, broadcasts.append)
 
     assert [answer["seq"] for answer in answers] == [1, 1, 1]
     assert len(broadcasts) == 1
@@ -133,7 +133,7 @@ def test_receipts_are_forgotten_after_the_retry_window(app, member):
         old.created_at = datetime.now(UTC) - timedelta(hours=25)
         db.session.commit()
 
-        forgotten = storage.forget_receipts()
+        forgotten = app.extensions["chat"].messages.forget_receipts()
 
     assert forgotten == 1
     assert send(member, "lobby", "old", "c-old")["seq"] == 3
@@ -149,7 +149,7 @@ def test_receipts_are_forgotten_in_batches(app, member):
             receipt.created_at = datetime.now(UTC) - timedelta(hours=25)
         db.session.commit()
 
-        forgotten = storage.forget_receipts(batch=2)
+        forgotten = storage.forget_receipts(24, batch=2)
 
         assert forgotten == 5
         assert db.session.scalars(db.select(Receipt)).all() == []

@@ -1,14 +1,14 @@
 """How the chat's services answer, for `/healthz`."""
 
-from flask import current_app
 from sqlalchemy import text
 
 from app.chat.errors import ChatError
 from app.chat.storage import unit_of_work
 
 
-def report():
-    """How the chat's services answer: `{status, database, redis}`.
+def report(link):
+    """How the chat's services answer: `{status, database, redis}`, with
+    `link` to Redis (None without one).
 
     `status` is "ok", "degraded" while messages can be stored but Redis does
     not answer (they are delivered from the database meanwhile), or
@@ -16,7 +16,6 @@ def report():
     without REDIS_URL.
     """
     database = "ok" if database_answers() else "unavailable"
-    link = current_app.extensions["chat_redis"]
     if link is None:
         redis = "off"
     else:

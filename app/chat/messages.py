@@ -1,17 +1,19 @@
 """The message service: post a message to a channel, read its history.
 
-Functions take plain values (as they arrived from a socket or a request),
+Reading needs nothing but the database: history() and its kin are plain
+functions. Posting is the Messages service, built with what it works with.
+Both take plain values (as they arrived from a socket or a request),
 return plain values, and raise ChatError. Each write is one transaction
-(app.chat.storage), and the broadcast happens only after it commits.
+(app.chat.storage), and a message is published only after it commits.
 """
 
 from dataclasses import dataclass
 
-from flask import current_app
 from sqlalchemy import select
 
-from app.chat import rate_limits, rules
+from app.chat import rules, storage
 from app.chat.errors import ChatError
+from app.chat.group_commit import BatcherPool
 from app.chat.models import Channel, Message
 from app.chat.storage import Draft, unit_of_work
 
@@ -26,44 +28,67 @@ class History:
     recovered: bool
 
 
-def post_message(channel, message, author=None, client_id=None, sender=None):
-    """Store a message, prune its channel to the newest N, then broadcast it.
+class Messages:
+    """Posting and reading messages.
 
-    Returns the message as every member receives it, once it is committed.
-    A retry of a `client_id` already stored in the channel stores nothing and
-    returns the original message (its text as retried, if it was pruned).
-    A message that opens a new channel counts against the `sender`'s
-    new-channel limit. Messages posted at the same moment share a
-    transaction (app.chat.group_commit).
+    `publish` is called with each message once it is committed (the rooms'
+    message(), or a queue's outside the servers); `rates` counts the
+    channels a sender opens. With `per_channel`, each channel's messages are
+    batched into transactions of their own (app.chat.group_commit).
     """
-    draft = Draft(
-        rules.channel_name(channel),
-        rules.message_text(message, current_app.config["CHAT_MAX_MESSAGE_LENGTH"]),
-        rules.display_name(author),
-        rules.client_id(client_id),
-    )
-    if sender is not None:
-        _count_if_new(draft.channel, sender)
-    writer = current_app.extensions["chat_writer"]
-    return writer.submit(draft.channel if writer.keyed else None, draft)
 
+    def __init__(self, publish, rates, config, per_channel=False):
+        self.publish = publish
+        self.rates = rates
+        self.max_length = config["CHAT_MAX_MESSAGE_LENGTH"]
+        self.history_limit = config["CHAT_HISTORY_LIMIT"]
+        self.retry_hours = config["CHAT_RETRY_HOURS"]
+        self.known = KnownChannels()
+        self.writer = BatcherPool(self._write, keyed=per_channel)
 
-def _count_if_new(channel, sender):
-    """Count a new channel against the sender's limit before it is opened.
+    def post(self, channel, message, author=None, client_id=None, sender=None):
+        """Store a message, prune its channel to the newest N, then publish it.
 
-    Channels known to exist are remembered, so a message to one costs no
-    query; only the first message to a channel this process has not seen
-    looks it up.
-    """
-    known = current_app.extensions["chat_known_channels"]
-    if channel in known:
-        return
-    with unit_of_work() as session:
-        exists = session.scalar(select(Channel.id).where(Channel.name == channel))
-    if exists is None:
-        rate_limits.check("new_channel", sender)
-    else:
-        known.add(channel)
+        Returns the message as every member receives it, once it is
+        committed. A retry of a `client_id` already stored in the channel
+        stores nothing and returns the original message (its text as
+        retried, if it was pruned). A message that opens a new channel
+        counts against the `sender`'s new-channel limit. Messages posted at
+        the same moment share a transaction.
+        """
+        draft = Draft(
+            rules.channel_name(channel),
+            rules.message_text(message, self.max_length),
+            rules.display_name(author),
+            rules.client_id(client_id),
+        )
+        if sender is not None:
+            self._count_if_new(draft.channel, sender)
+        writer = self.writer
+        return writer.submit(draft.channel if writer.keyed else None, draft)
+
+    def _write(self, drafts):
+        return storage.write_messages(drafts, self.history_limit, self.publish)
+
+    def _count_if_new(self, channel, sender):
+        """Count a new channel against the sender's limit before it is opened.
+
+        Channels known to exist are remembered, so a message to one costs no
+        query; only the first message to a channel this process has not seen
+        looks it up.
+        """
+        if channel in self.known:
+            return
+        with unit_of_work() as session:
+            exists = session.scalar(select(Channel.id).where(Channel.name == channel))
+        if exists is None:
+            self.rates.check("new_channel", sender)
+        else:
+            self.known.add(channel)
+
+    def forget_receipts(self):
+        """Drop receipts past CHAT_RETRY_HOURS; returns how many."""
+        return storage.forget_receipts(self.retry_hours)
 
 
 class KnownChannels:

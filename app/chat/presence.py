@@ -13,116 +13,118 @@ whose process stopped refreshing them (a crashed process's members expire).
 import json
 import time
 
-from flask import current_app
-
-from app.realtime.broadcaster import broadcaster
-
 # A presence event names at most this many members (it always counts all).
 LISTED_MEMBERS = 100
 
 
-def connect(member, name, person=None):
-    """A connection opened with this display name and person key (or changed
-    its name, keeping its person). Without a key it is a person of its own."""
-    store = _store()
-    store.connections[member] = name
-    if person is not None or member not in store.persons:
-        store.persons[member] = person or member
+class Presence:
+    """Who is in each channel and who is typing, kept in a `store`
+    (LocalPresence or RedisPresence) and announced through `rooms`
+    (app.realtime.rooms.Rooms: its presence() and typing())."""
 
+    def __init__(self, store, rooms, presence_interval, typing_interval):
+        self.store = store
+        self.rooms = rooms
+        self.presence_interval = presence_interval
+        self.typing_interval = typing_interval
 
-def rename(member, name):
-    """A connection changed its display name, keeping its person."""
-    store = _store()
-    if member in store.connections:
+    def connect(self, member, name, person=None):
+        """A connection opened with this display name and person key (or
+        changed its name, keeping its person). Without a key it is a person
+        of its own."""
+        store = self.store
         store.connections[member] = name
+        if person is not None or member not in store.persons:
+            store.persons[member] = person or member
 
+    def rename(self, member, name):
+        """A connection changed its display name, keeping its person."""
+        if member in self.store.connections:
+            self.store.connections[member] = name
 
-def name_of(member):
-    """The display name of a connection (None once it has ended)."""
-    return _store().connections.get(member)
+    def name_of(self, member):
+        """The display name of a connection (None once it has ended)."""
+        return self.store.connections.get(member)
 
+    def disconnect(self, member):
+        """A connection ended: leave every channel it was in, forget its name."""
+        store = self.store
+        for channel in store.channels_of(member):
+            self.leave(channel, member)
+        store.connections.pop(member, None)
+        store.persons.pop(member, None)
+        store.typed.pop(member, None)
 
-def disconnect(member):
-    """A connection ended: leave every channel it was in, forget its name."""
-    store = _store()
-    for channel in store.channels_of(member):
-        leave(channel, member)
-    store.connections.pop(member, None)
-    store.persons.pop(member, None)
-    store.typed.pop(member, None)
+    def enter(self, channel, member):
+        """A member joined a channel: record it, tell the room; return presence.
 
+        A connection that has already ended is not recorded.
+        """
+        store = self.store
+        if member in store.connections:
+            store.enter(
+                channel, member, (store.persons[member], store.connections[member])
+            )
+            announced = self._announce(channel)
+            if announced is not None:
+                return announced
+        return self.current(channel)
 
-def enter(channel, member):
-    """A member joined a channel: record it, tell the room; return presence.
+    def leave(self, channel, member):
+        """A member left a channel: forget it and tell the room (at once
+        when it was the channel's last member here, whose throttle is
+        forgotten)."""
+        store = self.store
+        if store.leave(channel, member):
+            self._announce(channel, force=channel not in store.members)
 
-    A connection that has already ended is not recorded.
-    """
-    store = _store()
-    if member in store.connections:
-        store.enter(channel, member, (store.persons[member], name_of(member)))
-        announced = _announce(channel)
-        if announced is not None:
-            return announced
-    return current(channel)
+    def current(self, channel):
+        """`{channel, count, members}` of a channel."""
+        names = self.store.names(channel)
+        return {
+            "channel": channel,
+            "count": len(names),
+            "members": names[:LISTED_MEMBERS],
+        }
 
+    def may_type(self, channel, member):
+        """Whether a member's typing notice passes the throttle, counting it
+        if so."""
+        store = self.store
+        return member in store.connections and store.pace_typing(
+            channel, member, self.typing_interval
+        )
 
-def leave(channel, member):
-    """A member left a channel: forget it and tell the room (at once when
-    it was the channel's last member here, whose throttle is forgotten)."""
-    store = _store()
-    if store.leave(channel, member):
-        _announce(channel, force=channel not in store.members)
+    def sent(self, channel, member):
+        """A member's message went out: whatever they type next is news, so
+        their next typing notice passes the throttle at once."""
+        self.store.unpace_typing(channel, member)
 
+    def typing(self, channel, member):
+        """Tell a channel's other members that `member` is typing."""
+        notice = {"channel": channel, "author": self.name_of(member)}
+        self.rooms.typing(notice, skip=member)
 
-def current(channel):
-    """`{channel, count, members}` of a channel."""
-    names = _store().names(channel)
-    return {"channel": channel, "count": len(names), "members": names[:LISTED_MEMBERS]}
+    def refresh(self):
+        """Keep this process's members alive; announce channels whose
+        members expired or whose announcement was held back. Run every
+        second or so."""
+        store = self.store
+        for channel in store.refresh() | store.take_held():
+            self._announce(channel, force=True)
 
+    def _announce(self, channel, force=False):
+        """Tell a channel's room who is in it, at most once per interval.
 
-def may_type(channel, member):
-    """Whether a member's typing notice passes the throttle, counting it if so."""
-    interval = current_app.config["CHAT_TYPING_INTERVAL"]
-    store = _store()
-    return member in store.connections and store.pace_typing(channel, member, interval)
-
-
-def sent(channel, member):
-    """A member's message went out: whatever they type next is news, so
-    their next typing notice passes the throttle at once."""
-    _store().unpace_typing(channel, member)
-
-
-def typing(channel, member, author):
-    """Tell a channel's other members that `author` is typing."""
-    broadcaster().typing({"channel": channel, "author": author}, skip=member)
-
-
-def refresh():
-    """Keep this process's members alive; announce channels whose members
-    expired or whose announcement was held back. Run every second or so."""
-    store = _store()
-    for channel in store.refresh() | store.take_held():
-        _announce(channel, force=True)
-
-
-def _announce(channel, force=False):
-    """Tell a channel's room who is in it, at most once per interval.
-
-    A channel with many members joining at once would otherwise send every
-    member a list per join; a held-back announcement goes out on refresh().
-    Returns what was announced, or None when held back.
-    """
-    interval = current_app.config["CHAT_PRESENCE_INTERVAL"]
-    if not (force or _store().pace_presence(channel, interval)):
-        return None
-    snapshot = current(channel)
-    broadcaster().presence(snapshot)
-    return snapshot
-
-
-def _store():
-    return current_app.extensions["chat_presence"]
+        A channel with many members joining at once would otherwise send
+        every member a list per join; a held-back announcement goes out on
+        refresh(). Returns what was announced, or None when held back.
+        """
+        if not (force or self.store.pace_presence(channel, self.presence_interval)):
+            return None
+        snapshot = self.current(channel)
+        self.rooms.presence(snapshot)
+        return snapshot
 
 
 def one_name_per_person(entries):

@@ -18,7 +18,6 @@ import time
 from collections import deque
 from typing import NamedTuple
 
-from flask import current_app
 from limits import parse_many, storage, strategies
 from limits.storage import MovingWindowSupport, Storage
 
@@ -38,12 +37,6 @@ class Sender(NamedTuple):
 
     connection: str | None
     address: str | None
-
-
-def check(action, sender):
-    """Count one `action` of `sender`; raise `rate_limited` when it is one
-    too many for the connection or for the address."""
-    current_app.extensions["chat_rates"].check(action, sender)
 
 
 class Rates:
@@ -70,6 +63,8 @@ class Rates:
             )
 
     def check(self, action, sender):
+        """Count one `action` of `sender`; raise `rate_limited` when it is
+        one too many for the connection or for the address."""
         if not self.enabled:
             return
         if sender.connection is not None:

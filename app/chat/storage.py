@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from flask import current_app
 from sqlalchemy import delete, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -22,7 +21,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from app.chat.errors import ChatError
 from app.chat.models import Receipt, message_event, timestamp
 from app.extensions import db
-from app.realtime.broadcaster import broadcaster
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +67,14 @@ class Draft(NamedTuple):
     client_id: str | None
 
 
-def write_messages(drafts):
-    """Store drafts in one transaction, then broadcast the new messages.
+def write_messages(drafts, limit, publish):
+    """Store drafts in one transaction, keeping each channel's newest
+    `limit`, then `publish` each new message.
 
-    The broadcast happens after the commit, while the channels' turns are
+    Publishing happens after the commit, while the channels' turns are
     still held (see _turn). Returns each draft's message, in the given order:
     the one stored now, or the one a previous send of its client_id stored.
     """
-    limit = current_app.config["CHAT_HISTORY_LIMIT"]
     engine = db.engine
     sql = _SQL[engine.dialect.name == "postgresql"]
     unreachable = _unreachable(engine)
@@ -87,9 +85,8 @@ def write_messages(drafts):
             with _reaching_the_database(unreachable):
                 answers, stored = _transaction(connection, sql, drafts, limit)
             # Committed: no database error after this point concerns the senders.
-            members = broadcaster()
             for message in stored:
-                members.message(message)
+                publish(message)
     finally:
         connection.close()  # back to the pool
     return answers
@@ -367,14 +364,13 @@ def _retried(cursor, sql, drafts):
     return answers
 
 
-def forget_receipts(batch=1000):
-    """Drop receipts older than CHAT_RETRY_HOURS; returns how many.
+def forget_receipts(hours, batch=1000):
+    """Drop receipts older than `hours`; returns how many.
 
     They go `batch` at a time, each batch its own transaction, yielding to
     other greenlets in between: an hour of receipts in one DELETE would hold
     SQLite's only writer, and this process, for as long as it took.
     """
-    hours = current_app.config["CHAT_RETRY_HOURS"]
     cutoff = datetime.now(UTC) - timedelta(hours=hours)
     oldest = select(Receipt.id).where(Receipt.created_at < cutoff).limit(batch)
     forgotten = 0

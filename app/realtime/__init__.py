@@ -1,3 +1,4 @@
-"""Socket.IO: the chat's namespace (the events' door), the broadcaster that
-services hand committed messages to, and the managers that deliver them to
-every member of a room, in order, once, repairing gaps from the database."""
+"""Socket.IO: the chat's namespace (the events' door), the channel rooms the
+services are handed (app.realtime.rooms), and the managers that deliver
+messages to every member of a room, in order, once, repairing gaps from the
+database."""

@@ -1,11 +1,11 @@
 """What delivery reads when Redis did not bring a message: the database.
 
 The chat's managers (app.realtime.delivery) deliver by room; the archive reads the
-stored messages of the room's channel through the chat service.
+stored messages of the room's channel through the message service.
 """
 
 from app.chat import messages
-from app.realtime.broadcaster import channel_of, room_of
+from app.realtime.rooms import channel_of, room_of
 
 # Channels whose last_seq one query asks for at most.
 CHANNELS_AT_ONCE = 500

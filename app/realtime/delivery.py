@@ -34,7 +34,7 @@ from socketio import Manager, RedisManager
 from socketio.packet import EVENT
 
 from app.chat.errors import ChatError
-from app.realtime.broadcaster import channel_of, queue_notice
+from app.realtime.rooms import channel_of, queue_notice
 from app.realtime.ledger import Ledger
 from app.wire.connections import Broadcast
 
@@ -284,6 +284,10 @@ class OrderedMessages:
         """The rooms a sid is in, from the index rather than a scan of all."""
         rooms = self.rooms_of.get((namespace, sid), ())
         return [room for room in rooms if room is not None]
+
+    def is_in_room(self, sid, namespace, room):
+        """Whether a sid is in a room, from the same index."""
+        return room in self.rooms_of.get((namespace, sid), ())
 
     def basic_leave_room(self, sid, namespace, room):
         """Leave a room, and the ledger's room (which goes, cursor and all,

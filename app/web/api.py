@@ -1,9 +1,11 @@
 """The HTTP API: channels, history, posting, the document's action, health."""
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
-from app.chat import channels, health, messages, rate_limits, rules
+from app.chat import channels, health, messages, rules
 from app.chat.errors import ChatError
+from app.chat.rate_limits import Sender
+from app.web import chat
 from app.web.security import require_same_origin
 
 bp = Blueprint("api", __name__)
@@ -38,14 +40,11 @@ def post_message(channel):
     if body is None:
         raise ChatError("invalid_json", "request body must be JSON")
     fields = rules.fields(body)
-    sender = _sender()
-    rate_limits.check("send", sender)
-    stored = messages.post_message(
+    stored = _post(
         channel,
         fields.get("message"),
         fields.get("author"),
         fields.get("client_id"),
-        sender=sender,
     )
     return stored, 201
 
@@ -59,9 +58,7 @@ def websocket_handler():
     try:
         if values.get("message"):
             require_same_origin()  # refused cross-site: 403, nothing stored
-            sender = _sender()
-            rate_limits.check("send", sender)
-            messages.post_message(values["channel"], values["message"], sender=sender)
+            _post(values["channel"], values["message"])
         else:
             rules.channel_name(values["channel"])
     except ChatError as error:
@@ -73,14 +70,17 @@ def websocket_handler():
 def healthz():
     """200 while messages can be stored (Redis may be degraded), 503 when
     the database does not answer; the body says how each service answers."""
-    report = health.report()
+    report = health.report(current_app.extensions["chat_redis"])
     return jsonify(report), 503 if report["status"] == "unavailable" else 200
 
 
-def _sender():
-    """Who sent the request, for the rate limits: its address (the client's
-    own behind a proxy, see PROXY_COUNT)."""
-    return rate_limits.Sender(None, request.remote_addr)
+def _post(channel, message, author=None, client_id=None):
+    """Post as the request's sender, counted by the rate limits by its
+    address (the client's own behind a proxy, see PROXY_COUNT)."""
+    services = chat()
+    sender = Sender(None, request.remote_addr)
+    services.rates.check("send", sender)
+    return services.messages.post(channel, message, author, client_id, sender)
 
 
 def _int_param(name, code):

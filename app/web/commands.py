@@ -4,9 +4,9 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from app.chat import messages
-from app.realtime.broadcaster import QueueBroadcaster
 from app.chat.errors import ChatError
+from app.realtime.rooms import QueuePublisher
+from app.web import chat
 
 chat_cli = AppGroup("chat", help="Post to the chat from the command line.")
 
@@ -23,12 +23,12 @@ def post(channel, message, author):
     database within CHAT_REPAIR_INTERVAL seconds and delivers it then.
     """
     link = current_app.extensions["chat_redis"]
+    posting = chat().messages
     if link:
-        current_app.extensions["chat_broadcaster"] = QueueBroadcaster(
-            link, current_app.config["REDIS_CHANNEL"]
-        )
+        queue = QueuePublisher(link, current_app.config["REDIS_CHANNEL"])
+        posting.publish = queue.message
     try:
-        stored = messages.post_message(channel, message, author)
+        stored = posting.post(channel, message, author)
     except ChatError as error:
         raise click.ClickException(f"{error.code}: {error.message}") from None
     click.echo(f"posted #{stored['seq']} to {stored['channel']}")

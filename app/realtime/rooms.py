@@ -1,14 +1,12 @@
-"""How stored messages reach the members of a channel.
+"""The chat's channel rooms, as the services see them.
 
-Services hand each committed message to the app's broadcaster and know
-nothing else of sockets; tests swap in a fake with the same methods. The
-socket handlers use it to replay a joiner's history in order with live
-messages (see app.realtime.delivery).
+The services are handed a Rooms and know nothing else of sockets: they put
+a member in a channel's room and take it out, hand it committed messages,
+presence and typing notices, and hold a joiner's live messages while its
+history is replayed (in order with them, see app.realtime.delivery).
 """
 
 import json
-
-from flask import current_app
 
 
 def room_of(channel):
@@ -25,15 +23,46 @@ def channel_of(room):
     return room[1:]
 
 
-class RoomBroadcaster:
-    """Sends messages to channel rooms through the chat's Socket.IO manager."""
+class Rooms:
+    """Channel rooms on the default namespace of the chat's Socket.IO server."""
+
+    NAMESPACE = "/"
 
     def __init__(self, socketio):
         self.socketio = socketio
 
     @property
+    def _server(self):
+        return self.socketio.server
+
+    @property
     def _manager(self):
         return self.socketio.server.manager
+
+    def enter(self, member, channel):
+        """Put a connection in a channel's room."""
+        self._server.enter_room(member, room_of(channel), namespace=self.NAMESPACE)
+
+    def leave(self, member, channel):
+        """Take a connection out of a channel's room."""
+        self._server.leave_room(member, room_of(channel), namespace=self.NAMESPACE)
+
+    def channels_of(self, member):
+        """The channels whose rooms a connection is in."""
+        return {
+            channel_of(room)
+            for room in self._manager.get_rooms(member, self.NAMESPACE)
+            if room.startswith("#")
+        }
+
+    def is_in(self, member, channel):
+        """Whether a connection is in a channel's room."""
+        return self._manager.is_in_room(member, self.NAMESPACE, room_of(channel))
+
+    def is_connected(self, member):
+        """Whether a connection is still open: a service that yielded (to
+        Redis, to the database) may resume after it closed."""
+        return self._manager.is_connected(member, self.NAMESPACE)
 
     def message(self, message):
         """Send a stored message to every member of its channel, on any process."""
@@ -75,7 +104,7 @@ def queue_notice(message, room, namespace="/"):
     }
 
 
-class QueueBroadcaster:
+class QueuePublisher:
     """Sends messages from outside the servers, on the Redis channel that
     joins them (as `flask chat post` does)."""
 
@@ -88,13 +117,3 @@ class QueueBroadcaster:
         does not take it, the servers' repairers deliver it."""
         notice = json.dumps(queue_notice(message, room_of(message["channel"])))
         self.link.run("publish", lambda client: client.publish(self.channel, notice))
-
-
-def init_app(app, socketio):
-    """Give the app its broadcaster."""
-    app.extensions["chat_broadcaster"] = RoomBroadcaster(socketio)
-
-
-def broadcaster():
-    """The current app's broadcaster."""
-    return current_app.extensions["chat_broadcaster"]

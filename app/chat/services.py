@@ -1,0 +1,18 @@
+"""The chat's services, as one app holds them (built in create_app)."""
+
+from dataclasses import dataclass
+
+from app.chat.membership import Membership
+from app.chat.messages import Messages
+from app.chat.presence import Presence
+from app.chat.rate_limits import Rates
+
+
+@dataclass
+class Chat:
+    """What the doors (pages, API, CLI, Socket.IO) call."""
+
+    rates: Rates
+    messages: Messages
+    presence: Presence
+    membership: Membership
