@@ -91,6 +91,21 @@ class Config:
     CHAT_MAX_CHANNELS_PER_CONNECTION = int(
         os.environ.get("CHAT_MAX_CHANNELS_PER_CONNECTION", "50")
     )
+    # Who may use the chat (app.chat.identity): "open" admits guests beside
+    # people verified by a token; "required" admits only the verified.
+    CHAT_AUTH = os.environ.get("CHAT_AUTH", "open")
+    # How tokens are verified: HS256 with a shared secret (32 characters at
+    # least), or RS256/ES256 with the host site's public key (PEM text).
+    CHAT_TOKEN_SECRET = os.environ.get("CHAT_TOKEN_SECRET") or None
+    CHAT_TOKEN_PUBLIC_KEY = os.environ.get("CHAT_TOKEN_PUBLIC_KEY") or None
+    # Seconds of clock difference with the host site a token's exp allows.
+    CHAT_TOKEN_LEEWAY = float(os.environ.get("CHAT_TOKEN_LEEWAY", "5"))
+    # Seconds after exp that a connection whose token was not refreshed
+    # is told `token_expired` and disconnected.
+    CHAT_TOKEN_GRACE = float(os.environ.get("CHAT_TOKEN_GRACE", "25"))
+    # Where the page fetches {token} (with the browser's cookies) from the
+    # host site; unset, the page is a guest page.
+    CHAT_TOKEN_URL = os.environ.get("CHAT_TOKEN_URL") or None
     HOST = os.environ.get("HOST", "127.0.0.1")
     PORT = int(os.environ.get("PORT", "5000"))
     CORS_ALLOWED_ORIGINS = _origins(os.environ.get("CORS_ALLOWED_ORIGINS"))
