@@ -38,7 +38,8 @@ RECEIPT_SWEEP = 3600
 
 def keep_house():
     """Every second: keep this process's members listed and announce
-    changes; every hour: forget receipts older than CHAT_RETRY_HOURS."""
+    changes, and disconnect those whose token expired unrefreshed; every
+    hour: forget receipts older than CHAT_RETRY_HOURS."""
     next_sweep = 0
     services = app.extensions["chat"]
     while True:
@@ -46,6 +47,7 @@ def keep_house():
         with app.app_context():
             try:
                 services.presence.refresh()
+                services.membership.expire()
                 if time.monotonic() >= next_sweep:
                     services.messages.forget_receipts()
                     next_sweep = time.monotonic() + RECEIPT_SWEEP

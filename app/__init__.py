@@ -8,6 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import wire
 from app.chat.errors import ChatError
+from app.chat.identity import Tokens
 from app.chat.membership import Membership
 from app.chat.messages import Messages
 from app.chat.presence import LocalPresence, Presence, RedisPresence
@@ -100,8 +101,10 @@ def register_proxies(app):
 
 def register_services(app):
     """Build the chat's services, each handed what it works with: the
-    channel rooms, presence's store, the rate limits and each other."""
+    channel rooms, presence's store, the token keys, the rate limits and
+    each other."""
     config = app.config
+    tokens = Tokens(config)
     rooms = Rooms(socketio)
     rates = Rates(config, app.extensions["chat_redis"])
     # PostgreSQL writes channels side by side, so one slow channel must not
@@ -115,10 +118,8 @@ def register_services(app):
         config["CHAT_PRESENCE_INTERVAL"],
         config["CHAT_TYPING_INTERVAL"],
     )
-    membership = Membership(
-        rooms, posting, presence, rates, config["CHAT_MAX_CHANNELS_PER_CONNECTION"]
-    )
-    app.extensions["chat"] = Chat(rates, posting, presence, membership)
+    membership = Membership(rooms, posting, presence, rates, tokens, config)
+    app.extensions["chat"] = Chat(tokens, rates, posting, presence, membership)
 
 
 def _redis_link(config):

@@ -8,7 +8,18 @@ from app.chat.errors import ChatError
 
 @pytest.mark.parametrize(
     "name",
-    ["lobby", "a", "x" * 64, "dev-ops_2.0", "한국어", "日本語", "Ελληνικά", "हिन्दी"],
+    [
+        "lobby",
+        "a",
+        "x" * 64,
+        "dev-ops_2.0",
+        "한국어",
+        "日本語",
+        "Ελληνικά",
+        "हिन्दी",
+        "$team",
+        "$" + "x" * 63,
+    ],
 )
 def test_valid_channel_names(name):
     assert rules.channel_name(name) == name
@@ -16,7 +27,22 @@ def test_valid_channel_names(name):
 
 @pytest.mark.parametrize(
     "name",
-    ["", "x" * 65, "two words", "a/b", "<b>", "emoji😀", "tab\t", "a:b", None, 3],
+    [
+        "",
+        "x" * 65,
+        "two words",
+        "a/b",
+        "<b>",
+        "emoji😀",
+        "tab\t",
+        "a:b",
+        None,
+        3,
+        "$",
+        "$$team",
+        "team$",
+        "$" + "x" * 64,
+    ],
 )
 def test_invalid_channel_names(name):
     with pytest.raises(ChatError) as refused:

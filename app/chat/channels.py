@@ -23,7 +23,8 @@ class ChannelPage:
 
 
 def active_channels(limit=None, before=None):
-    """Channels with messages, most recently active first, a page at a time.
+    """Public channels with messages, most recently active first, a page
+    at a time (private channels are never listed).
 
     `limit` channels at most (CHANNELS_PER_PAGE without one); `before` is
     the `next_before` of the previous page. One index range, whatever the
@@ -32,7 +33,7 @@ def active_channels(limit=None, before=None):
     limit = rules.page_size(limit)
     query = (
         select(Channel)
-        .where(Channel.message_count > 0)
+        .where(Channel.message_count > 0, ~Channel.name.startswith(rules.PRIVATE_MARK))
         .order_by(Channel.last_message_at.desc(), Channel.name.desc())
         .limit(limit + 1)
     )

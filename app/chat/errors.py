@@ -6,8 +6,11 @@ class ChatError(Exception):
 
     ``status`` is the HTTP status the API answers with; socket events carry
     the same code and message in their ack and in ``chat_error``. A refusal
-    that passes with time says after how many seconds (``retry_after``).
+    that passes with time says after how many seconds (``retry_after``). A
+    refusal that ``closes`` ends the connection once it is reported.
     """
+
+    closes = False
 
     def __init__(self, code, message, status=400, retry_after=None):
         super().__init__(code, message, status, retry_after)

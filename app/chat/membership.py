@@ -1,38 +1,59 @@
-"""What a connection does in the chat's channels: it connects under a name,
-joins channels (getting what it missed), sends, types and leaves.
+"""What a connection does in the chat's channels: it connects as a guest or
+as a verified person, joins channels (getting what it missed), sends, types,
+refreshes its token and leaves.
 
 The Socket.IO handlers hand each event's payload here as it arrived; this
 service checks it, applies the chat's rules and limits, and works the rooms
 through `rooms` (app.realtime.rooms.Rooms), which it is handed.
 """
 
+import heapq
+import time
+
 from app.chat import messages, rules
 from app.chat.errors import ChatError
+from app.chat.identity import GUEST
 
 
 class Membership:
     """The chat as a connection (a `member`, named by its sid) sees it."""
 
-    def __init__(self, rooms, posting, presence, rates, max_channels):
+    def __init__(self, rooms, posting, presence, rates, tokens, config):
         self.rooms = rooms
         self.posting = posting  # app.chat.messages.Messages
         self.presence = presence
         self.rates = rates
-        self.max_channels = max_channels
+        self.tokens = tokens  # app.chat.identity.Tokens
+        self.max_channels = config["CHAT_MAX_CHANNELS_PER_CONNECTION"]
+        self.grace = config["CHAT_TOKEN_GRACE"]
+        self.people = {}  # member -> Person, for the connections of this process
+        self.expiring = []  # heap of (exp, member) of verified connections
 
     def connect(self, member, auth):
-        """A page connects, optionally with `auth: {name, person}`: its
-        display name, and the key its browser keeps for the person using it
-        (so that their tabs count once in presence). Without a name it gets
-        a readable guest name; an invalid name or person is refused."""
+        """A page connects with `auth: {token}` as the person its token
+        vouches for, or as a guest with `auth: {name, person}`: a display
+        name, and the key its browser keeps for the person using it (so
+        that their tabs count once in presence; a verified person's tabs
+        count once anywhere). A guest without a name gets a readable one.
+        An invalid token, name or person is refused."""
         auth = auth if isinstance(auth, dict) else {}
-        name = rules.display_name(auth.get("name"))
-        person = rules.person_key(auth.get("person"))
-        self.presence.connect(member, name or rules.guest_name(), person)
+        person = self.tokens.person(auth.get("token"))
+        if person.verified:
+            name, key = person.name, f"user:{person.user_id}"
+        else:
+            name = rules.display_name(auth.get("name")) or rules.guest_name()
+            key = rules.person_key(auth.get("person"))
+        self._become(member, person)
+        self.presence.connect(member, name, key)
 
     def disconnect(self, member):
         """The connection ended: it leaves every channel it was in."""
+        self.people.pop(member, None)
         self.presence.disconnect(member)
+
+    def person_of(self, member):
+        """Who is behind a connection of this process."""
+        return self.people.get(member, GUEST)
 
     def join(self, member, sender, payload):
         """`join {channel, since?, name?}`: enter the channel's room, get its
@@ -47,7 +68,8 @@ class Membership:
         fields = rules.fields(payload)
         channel = rules.channel_name(fields.get("channel"))
         since = rules.since_seq(fields.get("since"))
-        name = rules.display_name(fields.get("name"))
+        name = self._new_name(member, fields.get("name"))
+        self.person_of(member).check_access(channel)
         self._may_enter(member, channel)
         rooms = self.rooms
         if not rooms.is_connected(member):
@@ -73,6 +95,7 @@ class Membership:
             "last_seq": found.last_seq,
             "recovered": found.recovered,
             "name": self.presence.name_of(member),
+            "user_id": self.person_of(member).user_id,
             "count": present["count"],
             "members": present["members"],
         }
@@ -84,12 +107,15 @@ class Membership:
         self.rates.check("send", sender)
         fields = rules.fields(payload)
         channel = self._joined(member, fields.get("channel"))
+        person = self.person_of(member)
+        person.check_access(channel)
         stored = self.posting.post(
             channel,
             fields.get("message"),
             self.presence.name_of(member),
             fields.get("client_id"),
             sender=sender,
+            user_id=person.user_id,
         )
         self.presence.sent(channel, member)
         return stored
@@ -108,6 +134,88 @@ class Membership:
         channel = rules.channel_name(rules.fields(payload).get("channel"))
         self.rooms.leave(member, channel)
         self.presence.leave(channel, member)
+
+    def refresh(self, member, payload):
+        """`refresh {token}`: a verified connection carries on past its
+        token's exp with a new token for the same person. Channels the new
+        token no longer grants are left. Returns `{exp, left}`.
+
+        A token that is not valid, or names someone else, is refused and
+        closes the connection (it reconnects with a token of its own).
+        """
+        current = self.people.get(member)
+        if current is None:
+            return None  # it closed meanwhile
+        try:
+            person = self.tokens.verify(rules.fields(payload).get("token"))
+        except ChatError as error:
+            error.closes = error.code == "invalid_token"
+            raise
+        if person.user_id != current.user_id:
+            error = ChatError(
+                "invalid_token",
+                "refresh needs a token for the person who connected",
+                status=401,
+            )
+            error.closes = True
+            raise error
+        self._become(member, person)
+        if person.name != current.name:
+            self.presence.rename(member, person.name)
+        left = sorted(
+            channel
+            for channel in self.rooms.channels_of(member)
+            if not person.may_enter(channel)
+        )
+        for channel in left:
+            self.rooms.leave(member, channel)
+            self.presence.leave(channel, member)
+        return {"exp": person.expires, "left": left}
+
+    def expire(self, now=None):
+        """Tell every connection whose token expired more than
+        CHAT_TOKEN_GRACE seconds ago, unrefreshed, `token_expired`, and
+        disconnect it. Run every second or so; returns those disconnected."""
+        now = time.time() if now is None else now
+        expired = []
+        while self.expiring and self.expiring[0][0] + self.grace <= now:
+            exp, member = heapq.heappop(self.expiring)
+            if self.person_of(member).expires == exp:  # not refreshed since
+                expired.append(member)
+        for member in expired:
+            self.people.pop(member, None)
+            self.rooms.tell(
+                member,
+                "chat_error",
+                {
+                    "event": "refresh",
+                    "code": "token_expired",
+                    "message": "the token expired and was not refreshed",
+                },
+            )
+            self.rooms.disconnect(member)
+        return expired
+
+    def _become(self, member, person):
+        """Remember who is behind a connection, and when their token ends."""
+        self.people[member] = person
+        if person.expires is not None:
+            heapq.heappush(self.expiring, (person.expires, member))
+
+    def _new_name(self, member, value):
+        """The name a join asks for, if any. A verified person's name is
+        their token's: asking for another is `forbidden`."""
+        name = rules.display_name(value)
+        person = self.person_of(member)
+        if name is None or not person.verified:
+            return name
+        if name != person.name:
+            raise ChatError(
+                "forbidden",
+                "a verified person's name is the one their token gives",
+                status=403,
+            )
+        return None
 
     def _may_enter(self, member, channel):
         """Refuse a join that would put a connection in too many channels."""

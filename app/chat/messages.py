@@ -46,21 +46,25 @@ class Messages:
         self.known = KnownChannels()
         self.writer = BatcherPool(self._write, keyed=per_channel)
 
-    def post(self, channel, message, author=None, client_id=None, sender=None):
+    def post(
+        self, channel, message, author=None, client_id=None, sender=None, user_id=None
+    ):
         """Store a message, prune its channel to the newest N, then publish it.
 
         Returns the message as every member receives it, once it is
         committed. A retry of a `client_id` already stored in the channel
         stores nothing and returns the original message (its text as
         retried, if it was pruned). A message that opens a new channel
-        counts against the `sender`'s new-channel limit. Messages posted at
-        the same moment share a transaction.
+        counts against the `sender`'s new-channel limit. A verified author's
+        `user_id` goes with the message. Messages posted at the same moment
+        share a transaction.
         """
         draft = Draft(
             rules.channel_name(channel),
             rules.message_text(message, self.max_length),
             rules.display_name(author),
             rules.client_id(client_id),
+            user_id,
         )
         if sender is not None:
             self._count_if_new(draft.channel, sender)

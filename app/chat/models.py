@@ -55,6 +55,9 @@ class Message(db.Model):
     )
     # The sender's own name for the message, which it sends again on a retry.
     client_id: Mapped[str | None] = mapped_column(String(64))
+    # The author's id at the host site when a token vouched for them (the
+    # token's `sub`); null for a guest.
+    user_id: Mapped[str | None] = mapped_column(String(64))
 
     def event(self):
         """This message as members receive it."""
@@ -66,6 +69,7 @@ class Message(db.Model):
             self.author,
             self.client_id,
             self.created_at,
+            self.user_id,
         )
 
 
@@ -96,7 +100,9 @@ class Receipt(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
-def message_event(message_id, seq, channel, body, author, client_id, created_at):
+def message_event(
+    message_id, seq, channel, body, author, client_id, created_at, user_id=None
+):
     """A message as the `message` event and the HTTP API carry it."""
     return {
         "id": message_id,
@@ -106,6 +112,7 @@ def message_event(message_id, seq, channel, body, author, client_id, created_at)
         "author": author,
         "created_at": timestamp(created_at),
         "client_id": client_id,
+        "user_id": user_id,
     }
 
 

@@ -27,8 +27,12 @@ def fields(payload):
     return payload
 
 
+PRIVATE_MARK = "$"
+
+
 def channel_name(value):
-    """A channel name: 1-64 Unicode letters, digits, '-', '_' or '.', in NFC."""
+    """A channel name: 1-64 Unicode letters, digits, '-', '_' or '.', in NFC;
+    a private channel's starts with `$` (app.chat.identity)."""
     if not isinstance(value, str):
         raise ChatError("invalid_channel", "channel must be a string")
     return _valid_channel_name(value)
@@ -42,12 +46,20 @@ def _valid_channel_name(value):
             "invalid_channel",
             f"channel must be 1 to {CHANNEL_MAX_LENGTH} characters long",
         )
-    if not all(_is_channel_character(char) for char in name):
+    if not all(_is_channel_character(char) for char in name.removeprefix("$")):
         raise ChatError(
             "invalid_channel",
-            "channel may hold only letters, digits, '-', '_' and '.'",
+            "channel may hold only letters, digits, '-', '_' and '.'"
+            " (and a leading '$' for a private channel)",
         )
+    if name == PRIVATE_MARK:
+        raise ChatError("invalid_channel", "a private channel needs a name after '$'")
     return name
+
+
+def is_private(channel):
+    """Whether a (valid) channel name is a private channel's."""
+    return channel.startswith(PRIVATE_MARK)
 
 
 def _is_channel_character(char):

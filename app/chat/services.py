@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from app.chat.identity import Tokens
 from app.chat.membership import Membership
 from app.chat.messages import Messages
 from app.chat.presence import Presence
@@ -12,6 +13,7 @@ from app.chat.rate_limits import Rates
 class Chat:
     """What the doors (pages, API, CLI, Socket.IO) call."""
 
+    tokens: Tokens
     rates: Rates
     messages: Messages
     presence: Presence

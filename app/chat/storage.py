@@ -65,6 +65,7 @@ class Draft(NamedTuple):
     body: str
     author: str | None
     client_id: str | None
+    user_id: str | None = None  # a verified author's id at the host site
 
 
 def write_messages(drafts, limit, publish):
@@ -228,17 +229,17 @@ class _Statements:
         if key not in self._cache:
             self._cache[key] = (
                 "INSERT INTO messages"
-                " (channel, seq, body, author, client_id, created_at)"
-                f" VALUES {self._rows(6, messages)} RETURNING id, channel, seq"
+                " (channel, seq, body, author, client_id, created_at, user_id)"
+                f" VALUES {self._rows(7, messages)} RETURNING id, channel, seq"
             )
         return self._cache[key]
 
     def receipts(self, keys):
         """The receipts of (channel, client_id) keys, with their messages'
-        text and author (null once pruned)."""
+        text, author and author's user_id (null once pruned)."""
         return (
             "SELECT r.channel, r.client_id, r.message_id, r.seq, r.created_at,"
-            " m.body, m.author FROM receipts r"
+            " m.body, m.author, m.user_id FROM receipts r"
             " LEFT JOIN messages m ON m.id = r.message_id"
             f" WHERE (r.channel, r.client_id) IN (VALUES {self._rows(2, keys)})"
         )
@@ -289,7 +290,7 @@ def _store(cursor, sql, drafts, limit):
     seq = {channel: newest[channel] - count for channel, count in counts.items()}
     stored, values = [], []
     for index in new:
-        channel, body, author, client_id = drafts[index]
+        channel, body, author, client_id, user_id = drafts[index]
         seq[channel] += 1
         stored.append(
             {
@@ -300,9 +301,10 @@ def _store(cursor, sql, drafts, limit):
                 "author": author,
                 "created_at": created_at,
                 "client_id": client_id,
+                "user_id": user_id,
             }
         )
-        values += (channel, seq[channel], body, author, client_id, moment)
+        values += (channel, seq[channel], body, author, client_id, moment, user_id)
     cursor.execute(sql.insert(len(stored)), values)
     ids = {(channel, number): id_ for id_, channel, number in cursor.fetchall()}
     for message in stored:
@@ -345,7 +347,7 @@ def _retried(cursor, sql, drafts):
         if row is None:
             answers.append(None)
             continue
-        _, _, message_id, seq, created_at, body, author = row
+        _, _, message_id, seq, created_at, body, author, user_id = row
         if isinstance(created_at, str):  # SQLite's text
             created_at = datetime.fromisoformat(created_at)
         # A pruned original is answered with the text and author as retried.
@@ -359,6 +361,7 @@ def _retried(cursor, sql, drafts):
                 draft.author if pruned else author,
                 draft.client_id,
                 created_at,
+                draft.user_id if pruned else user_id,
             )
         )
     return answers

@@ -24,6 +24,8 @@ def answered(handler):
             return handler(self, sid, *args[:1])
         except ChatError as error:
             self.tell(sid, "chat_error", {"event": event, **error.as_dict()})
+            if error.closes:
+                self.disconnect(sid)
             return {"ok": False, **error.as_dict()}
 
     return answer
@@ -63,9 +65,10 @@ class ChatNamespace(Namespace):
         )
 
     def on_connect(self, sid, environ, auth=None):
-        """A page connects, optionally with `auth: {name, person}`. A refusal
-        reaches the client's `connect_error`: the reason as its `message`,
-        `{code, message}` as its `data`."""
+        """A page connects with `auth: {token}`, or as a guest with
+        optionally `auth: {name, person}`. A refusal reaches the client's
+        `connect_error`: the reason as its `message`, `{code, message}` as
+        its `data`."""
         try:
             self.membership.connect(sid, auth)
         except ChatError as error:
@@ -95,6 +98,13 @@ class ChatNamespace(Namespace):
         """`typing {channel}`, sent by a page while its person types."""
         self.membership.typing(sid, self._sender(sid), payload)
         return {"ok": True}
+
+    @answered
+    def on_refresh(self, sid, payload=None):
+        """`refresh {token}`, sent before the token's exp: acked with the new
+        `exp` and the channels `left` that the new token no longer grants."""
+        refreshed = self.membership.refresh(sid, payload)
+        return None if refreshed is None else {"ok": True, **refreshed}
 
     @answered
     def on_leave(self, sid, payload=None):

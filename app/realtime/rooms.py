@@ -59,6 +59,16 @@ class Rooms:
         """Whether a connection is in a channel's room."""
         return self._manager.is_in_room(member, self.NAMESPACE, room_of(channel))
 
+    def tell(self, member, event, data):
+        """Send an event to one connection of this process."""
+        self._server.emit(
+            event, data, to=member, namespace=self.NAMESPACE, ignore_queue=True
+        )
+
+    def disconnect(self, member):
+        """Close a connection of this process."""
+        self._server.disconnect(member, namespace=self.NAMESPACE, ignore_queue=True)
+
     def is_connected(self, member):
         """Whether a connection is still open: a service that yielded (to
         Redis, to the database) may resume after it closed."""

@@ -1,6 +1,11 @@
-"""The HTTP API: channels, history, posting, the document's action, health."""
+"""The HTTP API: channels, history, posting, the document's action, health.
 
-from flask import Blueprint, current_app, jsonify, request
+A request may carry `Authorization: Bearer <token>`: its person posts under
+the token's name and may read and post to the private channels it grants.
+With CHAT_AUTH=required, every route but /healthz needs one.
+"""
+
+from flask import Blueprint, current_app, g, jsonify, request
 
 from app.chat import channels, health, messages, rules
 from app.chat.errors import ChatError
@@ -9,6 +14,23 @@ from app.web import chat
 from app.web.security import require_same_origin
 
 bp = Blueprint("api", __name__)
+
+# Routes anyone may call, whatever CHAT_AUTH says: load balancers' checks.
+OPEN_ROUTES = {"api.healthz"}
+
+
+@bp.before_request
+def identify():
+    """Who is asking: the person of the request's bearer token, or a guest."""
+    if request.endpoint in OPEN_ROUTES:
+        return None
+    try:
+        g.person = chat().tokens.person(_bearer_token())
+    except ChatError as error:
+        if request.endpoint == "api.websocket_handler":
+            return _text(error.message, error.status)
+        raise
+    return None
 
 
 @bp.get("/api/channels")
@@ -23,6 +45,8 @@ def list_channels():
 @bp.get("/api/channels/<channel>/messages")
 def read_messages(channel):
     """A channel's retained messages, oldest first; `?since=SEQ` for newer ones."""
+    channel = rules.channel_name(channel)
+    g.person.check_access(channel)
     found = messages.known_history(channel, _since_param())
     return {
         "channel": found.channel,
@@ -54,16 +78,16 @@ def websocket_handler():
     """The document's action: store `message` in `channel` if given."""
     values = request.values
     if not values.get("channel"):
-        return "Channel not specified", 400, {"Content-Type": "text/plain"}
+        return _text("Channel not specified", 400)
     try:
+        channel = rules.channel_name(values["channel"])
+        g.person.check_access(channel)
         if values.get("message"):
             require_same_origin()  # refused cross-site: 403, nothing stored
-            _post(values["channel"], values["message"])
-        else:
-            rules.channel_name(values["channel"])
+            _post(channel, values["message"])
     except ChatError as error:
-        return error.message, error.status, {"Content-Type": "text/plain"}
-    return "Success", 200, {"Content-Type": "text/plain"}
+        return _text(error.message, error.status)
+    return _text("Success", 200)
 
 
 @bp.get("/healthz")
@@ -75,12 +99,42 @@ def healthz():
 
 
 def _post(channel, message, author=None, client_id=None):
-    """Post as the request's sender, counted by the rate limits by its
-    address (the client's own behind a proxy, see PROXY_COUNT)."""
-    services = chat()
+    """Post as the request's person (under their token's name when
+    verified), counted by the rate limits by its address (the client's own
+    behind a proxy, see PROXY_COUNT)."""
+    services, person = chat(), g.person
+    channel = rules.channel_name(channel)
+    person.check_access(channel)
+    if person.verified:
+        if author is not None and rules.display_name(author) != person.name:
+            raise ChatError(
+                "forbidden",
+                "a verified person posts under the name their token gives",
+                status=403,
+            )
+        author = person.name
     sender = Sender(None, request.remote_addr)
     services.rates.check("send", sender)
-    return services.messages.post(channel, message, author, client_id, sender)
+    return services.messages.post(
+        channel, message, author, client_id, sender, user_id=person.user_id
+    )
+
+
+def _bearer_token():
+    """The token of `Authorization: Bearer <token>`, or None without one."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ChatError(
+            "invalid_token", "Authorization must be 'Bearer <token>'", status=401
+        )
+    return token.strip()
+
+
+def _text(body, status):
+    return body, status, {"Content-Type": "text/plain"}
 
 
 def _int_param(name, code):

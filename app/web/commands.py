@@ -8,7 +8,7 @@ from app.chat.errors import ChatError
 from app.realtime.rooms import QueuePublisher
 from app.web import chat
 
-chat_cli = AppGroup("chat", help="Post to the chat from the command line.")
+chat_cli = AppGroup("chat", help="The chat from the command line: post, mint tokens.")
 
 
 @chat_cli.command("post")
@@ -39,3 +39,31 @@ def post(channel, message, author):
         )
     elif not link.up:
         click.echo("Redis did not answer: the servers deliver it from the database")
+
+
+@chat_cli.command("token")
+@click.argument("sub")
+@click.option("--name", default=None, help="Display name (default: SUB).")
+@click.option(
+    "--channels",
+    default="",
+    help="Private channels granted, comma-separated: names or prefixes ending in *.",
+)
+@click.option(
+    "--role", type=click.Choice(["moderator"]), default=None, help="A moderator."
+)
+@click.option(
+    "--ttl",
+    type=click.IntRange(1, 366 * 86400),
+    default=3600,
+    show_default=True,
+    help="Seconds until it expires.",
+)
+def token(sub, name, channels, role, ttl):
+    """Print a token for SUB, signed with CHAT_TOKEN_SECRET, as a host site
+    would mint it for its signed-in person."""
+    grants = [grant.strip() for grant in channels.split(",") if grant.strip()]
+    try:
+        click.echo(chat().tokens.mint(sub, name, grants, role, ttl))
+    except (ChatError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from None

@@ -8,6 +8,8 @@ sessions, so there is no token to check. Clients that are not browsers
 (curl, scripts, `flask chat post`) send neither header and are not affected.
 """
 
+from urllib.parse import urlsplit
+
 from flask import current_app, request
 
 from app.chat.errors import ChatError
@@ -26,7 +28,7 @@ MIN_SECRET_KEY_LENGTH = 32
 def init_app(app):
     """Guard the API's writes and add the security headers to every answer."""
     app.extensions["chat_security_headers"] = security_headers(
-        app.config["CHAT_FRAME_ANCESTORS"]
+        app.config["CHAT_FRAME_ANCESTORS"], app.config["CHAT_TOKEN_URL"]
     )
     app.before_request(guard_api_writes)
     app.after_request(add_security_headers)
@@ -117,10 +119,12 @@ def _normal(origin):
     return f"{scheme}://{host}"
 
 
-def security_headers(frame_ancestors):
+def security_headers(frame_ancestors, token_url=None):
     """The headers every answer carries, for CHAT_FRAME_ANCESTORS (a CSP
-    frame-ancestors source list, "'none'" by default)."""
+    frame-ancestors source list, "'none'" by default) and CHAT_TOKEN_URL
+    (which the page may fetch its token from)."""
     frame_ancestors = _checked_frame_ancestors(frame_ancestors)
+    token_origin = _token_origin(token_url)
     policy = [
         "default-src 'self'",
         # The page's scripts and styles are files of this server; no inline
@@ -130,7 +134,7 @@ def security_headers(frame_ancestors):
         "img-src 'self'",
         # 'self' covers the WebSocket to this host (CSP Level 3). A browser
         # that predates that stays on Socket.IO's long-polling, which works.
-        "connect-src 'self'",
+        f"connect-src 'self'{token_origin}",
         "base-uri 'self'",
         "form-action 'self'",
         f"frame-ancestors {frame_ancestors}",
@@ -147,6 +151,24 @@ def security_headers(frame_ancestors):
     if legacy:
         headers["X-Frame-Options"] = legacy
     return headers
+
+
+def _token_origin(token_url):
+    """` <origin>` of a CHAT_TOKEN_URL on another host, for connect-src; ""
+    for a path on this one. Refuses anything else."""
+    if token_url is None:
+        return ""
+    parts = urlsplit(token_url)
+    if any(char in token_url for char in " ;,\r\n'\""):
+        raise RuntimeError(f"CHAT_TOKEN_URL={token_url!r} is not a URL")
+    if not parts.scheme and not parts.netloc and token_url.startswith("/"):
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise RuntimeError(
+            f"CHAT_TOKEN_URL={token_url!r} must be a path on this server or an"
+            " http(s) URL"
+        )
+    return f" {parts.scheme}://{parts.netloc}"
 
 
 def _checked_frame_ancestors(value):
