@@ -1,8 +1,10 @@
 """Several `make serve` processes sharing PostgreSQL and Redis."""
 
 import json
+import time
 import threading
 
+import jwt
 import psycopg
 import pytest
 import requests
@@ -249,3 +251,34 @@ def test_typing_crosses_processes(cluster, open_tab):
     notice = bob.wait_event("typing", lambda event: True)
     assert notice == {"channel": "lobby", "author": "ann"}
     assert ann.events["typing"] == []
+
+
+def test_a_verified_person_counts_once_across_processes(
+    start_server, postgres_url, redis_env
+):
+    secret = "s" * 40
+    env = {"DATABASE_URL": postgres_url, "CHAT_TOKEN_SECRET": secret, **redis_env}
+    servers = [start_server(production=True, **env) for _ in range(2)]
+    ann = jwt.encode(
+        {"sub": "u-1", "name": "Ann", "exp": int(time.time()) + 600},
+        secret,
+        algorithm="HS256",
+    )
+    clients = []
+    try:
+        for server in servers:  # Ann's laptop and phone, no shared browser key
+            clients.append(socketio.Client(reconnection=False))
+            clients[-1].connect(
+                server.url, transports=["websocket"], auth={"token": ann}
+            )
+            clients[-1].call("join", {"channel": "lobby"}, timeout=10)
+        clients.append(socketio.Client(reconnection=False))
+        clients[-1].connect(
+            servers[1].url, transports=["websocket"], auth={"name": "Ann"}
+        )
+        ack = clients[-1].call("join", {"channel": "lobby"}, timeout=10)
+    finally:
+        for client in clients:
+            client.disconnect()
+
+    assert (ack["count"], ack["members"]) == (2, ["Ann", "Ann"])

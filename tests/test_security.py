@@ -94,6 +94,34 @@ def test_a_malformed_frame_ancestors_setting_refuses_to_start(make_app, ancestor
         make_app(CHAT_FRAME_ANCESTORS=ancestors)
 
 
+@pytest.mark.parametrize(
+    "token_url, connect_src",
+    [
+        ("/auth/chat-token", "connect-src 'self';"),
+        (
+            "https://www.example.com/chat-token?x=1",
+            "connect-src 'self' https://www.example.com;",
+        ),
+    ],
+)
+def test_the_page_may_fetch_its_token_from_the_host_site(
+    make_app, token_url, connect_src
+):
+    app = make_app(CHAT_TOKEN_URL=token_url)
+
+    headers = app.test_client().get("/chat?channel=lobby").headers
+
+    assert connect_src in headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(
+    "token_url", ["chat-token", "ftp://example.com/t", "https://a.example/t x"]
+)
+def test_a_token_url_that_is_not_one_refuses_to_start(make_app, token_url):
+    with pytest.raises(RuntimeError, match="CHAT_TOKEN_URL"):
+        make_app(CHAT_TOKEN_URL=token_url)
+
+
 # Writes to the API: JSON only, never from another origin.
 
 
