@@ -84,6 +84,12 @@ class Config:
     CHAT_RATE_NEW_CHANNEL_PER_ADDRESS = os.environ.get(
         "CHAT_RATE_NEW_CHANNEL_PER_ADDRESS", "30/minute;300/day"
     )
+    # Wrong X-API-Key answers an address may get (CHAT_RATE_API_KEY counts
+    # nothing: the operator API has no connections).
+    CHAT_RATE_API_KEY = os.environ.get("CHAT_RATE_API_KEY", "off")
+    CHAT_RATE_API_KEY_PER_ADDRESS = os.environ.get(
+        "CHAT_RATE_API_KEY_PER_ADDRESS", "10/minute;100/day"
+    )
     # Proxies in front whose X-Forwarded-For and -Proto are trusted: 1
     # behind deploy/nginx.conf, 0 when clients connect straight to gunicorn.
     PROXY_COUNT = int(os.environ.get("PROXY_COUNT", "0"))
@@ -91,6 +97,10 @@ class Config:
     CHAT_MAX_CHANNELS_PER_CONNECTION = int(
         os.environ.get("CHAT_MAX_CHANNELS_PER_CONNECTION", "50")
     )
+    # The operator API's key (X-API-Key); unset, the operator API is off.
+    CHAT_API_KEY = os.environ.get("CHAT_API_KEY") or None
+    # Seconds after posting that a verified author may still edit a message.
+    CHAT_EDIT_WINDOW = float(os.environ.get("CHAT_EDIT_WINDOW", "900"))
     # Who may use the chat (app.chat.identity): "open" admits guests beside
     # people verified by a token; "required" admits only the verified.
     CHAT_AUTH = os.environ.get("CHAT_AUTH", "open")

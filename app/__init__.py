@@ -11,6 +11,7 @@ from app.chat.errors import ChatError
 from app.chat.identity import Tokens
 from app.chat.membership import Membership
 from app.chat.messages import Messages
+from app.chat.moderation import Moderation
 from app.chat.presence import LocalPresence, Presence, RedisPresence
 from app.chat.rate_limits import Rates
 from app.chat.services import Chat
@@ -20,7 +21,7 @@ from app.realtime.delivery import ChatManager, ChatRedisManager
 from app.realtime.namespace import ChatNamespace
 from app.realtime.rooms import Rooms
 from app.redis_link import RedisLink
-from app.web import api, pages, security
+from app.web import api, operator_api, pages, security
 from app.web.commands import chat_cli
 from app.wire.packets import CheckedPacket, TolerantJSON, TolerantJSONProvider
 from config import BASE_DIR, DEV_SECRET_KEY, config_from_env
@@ -118,8 +119,11 @@ def register_services(app):
         config["CHAT_PRESENCE_INTERVAL"],
         config["CHAT_TYPING_INTERVAL"],
     )
-    membership = Membership(rooms, posting, presence, rates, tokens, config)
-    app.extensions["chat"] = Chat(tokens, rates, posting, presence, membership)
+    moderation = Moderation(rooms.change, config)
+    membership = Membership(rooms, posting, moderation, presence, rates, tokens, config)
+    app.extensions["chat"] = Chat(
+        tokens, rates, posting, moderation, presence, membership
+    )
 
 
 def _redis_link(config):
@@ -151,9 +155,10 @@ def _presence_store(app):
 
 
 def register_blueprints(app):
-    """Mount the pages and the HTTP API."""
+    """Mount the pages, the HTTP API and the operator API."""
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(operator_api.bp)
 
 
 def register_errorhandlers(app):

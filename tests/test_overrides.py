@@ -157,6 +157,10 @@ def test_pywsgi_serves_requests_through_the_chat_handler(
     server = start_thread_server()
 
     assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    # The server logs a request after answering it: give it a moment.
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert calls
 
 

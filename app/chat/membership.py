@@ -18,9 +18,10 @@ from app.chat.identity import GUEST
 class Membership:
     """The chat as a connection (a `member`, named by its sid) sees it."""
 
-    def __init__(self, rooms, posting, presence, rates, tokens, config):
+    def __init__(self, rooms, posting, moderation, presence, rates, tokens, config):
         self.rooms = rooms
         self.posting = posting  # app.chat.messages.Messages
+        self.moderation = moderation  # app.chat.moderation.Moderation
         self.presence = presence
         self.rates = rates
         self.tokens = tokens  # app.chat.identity.Tokens
@@ -82,7 +83,9 @@ class Membership:
         rooms.hold(member, channel)
         try:
             found = messages.history(channel, since)
-            rooms.replay(member, channel, found.messages, found.last_seq)
+            rooms.replay(
+                member, channel, found.messages, found.last_seq, found.last_change
+            )
         except BaseException:
             # Never leave a member held, receiving nothing, in the room.
             rooms.leave(member, channel)
@@ -119,6 +122,26 @@ class Membership:
         )
         self.presence.sent(channel, member)
         return stored
+
+    def edit(self, member, sender, payload):
+        """`edit_message {channel, seq, message}`: its verified author, in
+        a joined channel, within CHAT_EDIT_WINDOW. Counted as a send."""
+        self.rates.check("send", sender)
+        fields = rules.fields(payload)
+        channel = self._joined(member, fields.get("channel"))
+        return self.moderation.edit(
+            self.person_of(member), channel, fields.get("seq"), fields.get("message")
+        )
+
+    def delete(self, member, sender, payload):
+        """`delete_message {channel, seq}`: its verified author or a
+        moderator, in a joined channel. Counted as a send."""
+        self.rates.check("send", sender)
+        fields = rules.fields(payload)
+        channel = self._joined(member, fields.get("channel"))
+        return self.moderation.delete(
+            self.person_of(member), channel, fields.get("seq")
+        )
 
     def typing(self, member, sender, payload):
         """`typing {channel}`: the channel's other members are told, at most

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.chat import rules, storage
 from app.chat.errors import ChatError
 from app.chat.group_commit import BatcherPool
-from app.chat.models import Channel, Message
+from app.chat.models import Channel, Message, change_of
 from app.chat.storage import Draft, unit_of_work
 
 
@@ -26,6 +26,8 @@ class History:
     messages: list
     last_seq: int
     recovered: bool
+    # The channel's last edit or delete the messages reflect (at least).
+    last_change: int = 0
 
 
 class Messages:
@@ -121,9 +123,10 @@ def history(channel, since=None, limit=None):
     channel = rules.channel_name(channel)
     since = rules.since_seq(since)
     with unit_of_work() as session:
-        last_seq = session.scalar(
-            select(Channel.last_seq).where(Channel.name == channel)
-        )
+        counters = session.execute(
+            select(Channel.last_seq, Channel.last_change).where(Channel.name == channel)
+        ).first()
+        last_seq, last_change = counters or (0, 0)
         rows = session.execute(
             select(Message)
             .where(Message.channel == channel, Message.seq > (since or 0))
@@ -136,7 +139,7 @@ def history(channel, since=None, limit=None):
     recovered = since is None or (
         since <= last_seq and (not messages or messages[0]["seq"] == since + 1)
     )
-    return History(channel, messages, last_seq, recovered)
+    return History(channel, messages, last_seq, recovered, last_change)
 
 
 def known_history(channel, since=None):
@@ -149,10 +152,26 @@ def known_history(channel, since=None):
     return found
 
 
-def newest_seqs(channels):
-    """`{channel: last_seq}` of the given channels that exist, in one query."""
+def newest(channels):
+    """`{channel: (last_seq, last_change)}` of the given channels that
+    exist, in one query."""
     with unit_of_work() as session:
         rows = session.execute(
-            select(Channel.name, Channel.last_seq).where(Channel.name.in_(channels))
+            select(Channel.name, Channel.last_seq, Channel.last_change).where(
+                Channel.name.in_(channels)
+            )
         ).all()
-    return dict(rows)
+    return {name: (last_seq, last_change) for name, last_seq, last_change in rows}
+
+
+def changes_after(channel, change, limit=None):
+    """The changes of a channel after its `change`, as each changed message
+    stands now, in the order of their last change."""
+    with unit_of_work() as session:
+        rows = session.scalars(
+            select(Message)
+            .where(Message.channel == channel, Message.change > change)
+            .order_by(Message.change)
+            .limit(limit)
+        ).all()
+        return [change_of(row) for row in rows]

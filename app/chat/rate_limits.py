@@ -29,6 +29,7 @@ _NOUNS = {
     "join": "joins",
     "typing": "typing notices",
     "new_channel": "new channels",
+    "api_key": "wrong API keys",
 }
 
 

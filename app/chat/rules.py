@@ -175,6 +175,15 @@ def since_seq(value):
     return value
 
 
+def seq(value):
+    """The seq of a message: a whole number from 1 to MAX_SEQ."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ChatError("invalid_seq", "seq must be a whole number >= 1")
+    if not 1 <= value <= MAX_SEQ:
+        raise ChatError("invalid_seq", f"seq must be from 1 to {MAX_SEQ}")
+    return value
+
+
 CLIENT_ID_MAX_LENGTH = 64
 
 

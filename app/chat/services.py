@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from app.chat.identity import Tokens
 from app.chat.membership import Membership
 from app.chat.messages import Messages
+from app.chat.moderation import Moderation
 from app.chat.presence import Presence
 from app.chat.rate_limits import Rates
 
@@ -16,5 +17,6 @@ class Chat:
     tokens: Tokens
     rates: Rates
     messages: Messages
+    moderation: Moderation
     presence: Presence
     membership: Membership

@@ -14,12 +14,20 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.chat.errors import ChatError
-from app.chat.models import Receipt, message_event, timestamp
+from app.chat.models import (
+    AuditEntry,
+    Channel,
+    Message,
+    Receipt,
+    change_of,
+    message_event,
+    timestamp,
+)
 from app.extensions import db
 
 log = logging.getLogger(__name__)
@@ -365,6 +373,45 @@ def _retried(cursor, sql, drafts):
             )
         )
     return answers
+
+
+def change_message(channel, seq, authorize, text=None, audit=None):
+    """Edit message `seq` of `channel` to `text`, or delete it (no text),
+    in one transaction that numbers the change among the channel's
+    changes; `authorize(message)` raises ChatError to refuse it. A deleted
+    message stays as a tombstone: its seq, without its text. With `audit`
+    (an AuditEntry's fields), the change is recorded with it. Returns the
+    change (app.chat.models.change_of)."""
+    with unit_of_work() as session:
+        message = session.scalar(
+            select(Message)
+            .where(Message.channel == channel, Message.seq == seq)
+            .with_for_update()
+        )
+        if message is None or message.deleted_at is not None:
+            raise ChatError(
+                "unknown_message",
+                f"{channel} has no message #{seq} (it may have been deleted or"
+                " pruned)",
+                status=404,
+            )
+        authorize(message)
+        change = session.execute(
+            update(Channel)
+            .where(Channel.name == channel)
+            .values(last_change=Channel.last_change + 1)
+            .returning(Channel.last_change)
+        ).scalar_one()
+        now = datetime.now(UTC)
+        if text is None:
+            message.body, message.deleted_at = "", now
+        else:
+            message.body, message.edited_at = text, now
+        message.change = change
+        if audit is not None:
+            session.add(AuditEntry(at=now, channel=channel, seq=seq, **audit))
+        session.flush()
+        return change_of(message)
 
 
 def forget_receipts(hours, batch=1000):

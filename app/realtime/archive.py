@@ -29,11 +29,16 @@ class Archive:
             ).messages
 
     def newest(self, rooms):
-        """`{room: last_seq}` of the rooms whose channel exists."""
+        """`{room: (last_seq, last_change)}` of the rooms whose channel exists."""
         channels = [channel_of(room) for room in rooms]
         newest = {}
         with self.app.app_context():
             for start in range(0, len(channels), CHANNELS_AT_ONCE):
                 batch = channels[start : start + CHANNELS_AT_ONCE]
-                newest.update(messages.newest_seqs(batch))
-        return {room_of(channel): seq for channel, seq in newest.items()}
+                newest.update(messages.newest(batch))
+        return {room_of(channel): counters for channel, counters in newest.items()}
+
+    def changes_after(self, room, change):
+        """The edits and deletes of a room's channel after its `change`."""
+        with self.app.app_context():
+            return messages.changes_after(channel_of(room), change)

@@ -34,7 +34,7 @@ from socketio import Manager, RedisManager
 from socketio.packet import EVENT
 
 from app.chat.errors import ChatError
-from app.realtime.rooms import channel_of, queue_notice
+from app.realtime.rooms import CHANGE_EVENT, channel_of, queue_notice
 from app.realtime.ledger import Ledger
 from app.wire.connections import Broadcast
 
@@ -103,7 +103,8 @@ class OrderedMessages:
     def _deliver(self, messages, room, namespace):
         """Send messages (ascending seq) to the room's members here, each
         once (app.realtime.ledger): each message is encoded once, and the
-        wire writes one frame of it to every member on a WebSocket."""
+        wire writes one frame of it to every member on a WebSocket. Then
+        the changes that waited for them."""
         self.ledger.deliver(
             room,
             messages,
@@ -113,6 +114,36 @@ class OrderedMessages:
                 eio_sid, room, last_seq, namespace
             ),
         )
+        for change in self.ledger.due(room):
+            self.ledger.apply_due(
+                room, [change], self._change_sender(change, namespace)
+            )
+
+    # Edits and deletes: after their message, once, in their channel's order.
+
+    def publish_change(self, change, room, namespace="/"):
+        """Send an edit or a delete to a room's members on every process."""
+        self.deliver_change(change, room, namespace)
+
+    def deliver_change(self, change, room, namespace="/"):
+        """Send a change to this process's members of the room that were
+        sent its message. One that does not follow the room's last change
+        waits for a repair, which reads the changes from the database."""
+        with self._delivering:
+            send = self._change_sender(change, namespace)
+            if not self.ledger.change(room, change, send):
+                self.repair_soon(room)
+
+    def _change_sender(self, change, namespace):
+        """`send(eio_sid)` of a change, encoded once, at its first member."""
+        encoded = []
+
+        def send(eio_sid):
+            if not encoded:
+                encoded.append(self._broadcast(*change_event(change), namespace))
+            self._send(eio_sid, encoded[0])
+
+        return send
 
     def _resync(self, eio_sid, room, last_seq, namespace):
         """Tell a member that messages it should have got were pruned."""
@@ -125,7 +156,7 @@ class OrderedMessages:
         if self.is_connected(sid, namespace):
             self.ledger.hold(sid, self.eio_sid_from_sid(sid, namespace), room)
 
-    def replay(self, sid, room, history, last_seq, namespace="/"):
+    def replay(self, sid, room, history, last_seq, last_change=None, namespace="/"):
         """Send a joiner its history, then the live messages held meanwhile.
 
         What neither brought (Redis lost it, or the room's other members are
@@ -135,16 +166,26 @@ class OrderedMessages:
         first = True  # the join's own read: its ack tells of pruned messages
         for _ in range(CATCH_UP_READS):
             position = self._replay_step(
-                sid, room, history, last_seq, namespace, first=first
+                sid, room, history, last_seq, last_change, namespace, first=first
             )
             if position is None:
                 return
             history, last_seq = self.archive.after(room, position), position
-            first = False
-        self._replay_step(sid, room, history, last_seq, namespace, settle=True)
+            last_change, first = None, False
+        self._replay_step(
+            sid, room, history, last_seq, last_change, namespace, settle=True
+        )
 
     def _replay_step(
-        self, sid, room, history, last_seq, namespace, first=False, settle=False
+        self,
+        sid,
+        room,
+        history,
+        last_seq,
+        last_change,
+        namespace,
+        first=False,
+        settle=False,
     ):
         """Send what is in order; settle the joiner and return None, or
         return its position when more must be read first. A gap found after
@@ -179,7 +220,8 @@ class OrderedMessages:
             if not settle and (waiting or (cursor is not None and cursor > position)):
                 member.held = waiting
                 return position
-            self.ledger.settle(sid, room, position)
+            for change in self.ledger.settle(sid, room, position, last_change):
+                self._change_sender(change, namespace)(eio_sid)
             return None
 
     def _send_message(self, eio_sid, message, namespace):
@@ -235,7 +277,8 @@ class OrderedMessages:
 
     def check(self):
         """Repair the rooms that are due, and every room whose channel's
-        `last_seq` in the database is ahead of its cursor (one query)."""
+        `last_seq` or `last_change` in the database is ahead of what was
+        delivered here (one query)."""
         due, self._due = self._due, set()
         # Cursors as they were before the read: seqs only grow, so a channel
         # found behind one of these was reset, not merely read too early.
@@ -244,15 +287,41 @@ class OrderedMessages:
             newest = self.archive.newest(list(cursors))
         except ChatError:
             newest = {}
-        for room, last_seq in newest.items():
+        changes = self.ledger.changes()
+        for room, (last_seq, last_change) in newest.items():
             now = self.ledger.cursor(room)
             if now is not None and last_seq > now:
                 due.add(room)
             elif last_seq < cursors[room]:
                 self._rewind(room, last_seq)
+            if last_change > changes.get(room, last_change):
+                due.add(room)
         for room in due:
-            if not self.repair(room):
+            if not (self.repair(room) and self.repair_changes(room)):
                 self._due.add(room)
+
+    def repair_changes(self, room, namespace="/"):
+        """Deliver the room's changes after the last one applied here, from
+        the database (each changed message's current state); False when
+        the database cannot be read now."""
+        known = self.ledger.changes().get(room)
+        if known is None:
+            return True
+        try:
+            missed = self.archive.changes_after(room, known)
+        except ChatError:
+            return False
+        with self._delivering:
+            for change in missed:
+                send = self._change_sender(change, namespace)
+                self.ledger.change(room, change, send, repairing=True)
+        if missed:
+            log.info(
+                "repaired %s: changes up to %d from the database",
+                channel_of(room),
+                missed[-1]["change"],
+            )
+        return True
 
     def _rewind(self, room, last_seq, namespace="/"):
         """The channel's database was reset behind what was delivered: start
@@ -344,6 +413,11 @@ class ChatRedisManager(OrderedMessages, RedisManager):
             # the other processes' repairers read it from the database.
             self.deliver_message(message, room, namespace)
 
+    def publish_change(self, change, room, namespace="/"):
+        notice = queue_notice(change, room, namespace, event=CHANGE_EVENT)
+        if not self._publish(notice):
+            self.deliver_change(change, room, namespace)
+
     def _publish(self, data):
         """Publish through the link: one short attempt, none while Redis is
         down. True when Redis took it."""
@@ -381,14 +455,30 @@ class ChatRedisManager(OrderedMessages, RedisManager):
         # go through ordered delivery; every other event as usual.
         data = message.get("data")
         if (
-            message.get("event") == MESSAGE_EVENT
+            message.get("event") in (MESSAGE_EVENT, CHANGE_EVENT)
             and message.get("room")
             and isinstance(data, list)
             and len(data) == 1
             and isinstance(data[0], dict)
             and isinstance(data[0].get("seq"), int)
         ):
-            return self.deliver_message(
-                data[0], message["room"], message.get("namespace") or "/"
+            deliver = (
+                self.deliver_message
+                if message["event"] == MESSAGE_EVENT
+                else self.deliver_change
             )
+            return deliver(data[0], message["room"], message.get("namespace") or "/")
         return super()._handle_emit(message)
+
+
+def change_event(change):
+    """The event a member gets for a change: `message_deleted {channel,
+    seq}` or `message_edited {channel, seq, message, edited_at}`."""
+    if change["kind"] == "deleted":
+        return "message_deleted", {"channel": change["channel"], "seq": change["seq"]}
+    return "message_edited", {
+        "channel": change["channel"],
+        "seq": change["seq"],
+        "message": change["message"],
+        "edited_at": change["edited_at"],
+    }

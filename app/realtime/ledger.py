@@ -10,6 +10,12 @@ settled members) and its members, each in one of two states:
   message once, in seq order, and `resync` before one that skips seqs
   (those were pruned before they could be delivered).
 
+Edits and deletes ("changes") are numbered per channel too. A room's
+`change` is the last one applied here; a change goes to the members that
+were sent its message. One whose message is not delivered here yet waits in
+the room's `pending` until it is, and a held member keeps the changes that
+arrive while its history is read, to follow it.
+
 A room is forgotten with its last member, cursor and all. app.realtime.delivery
 does the I/O: it reads the database, encodes messages and writes them.
 """
@@ -21,23 +27,26 @@ GONE = float("inf")
 class Member:
     """One member of one room: held, or settled at `position`."""
 
-    __slots__ = ("eio_sid", "position", "held")
+    __slots__ = ("eio_sid", "position", "held", "held_changes")
 
     def __init__(self, eio_sid):
         self.eio_sid = eio_sid  # its Engine.IO connection, where messages go
         self.position = 0  # the highest seq it was sent, once settled
         self.held = []  # live messages waiting for its history; None once settled
+        self.held_changes = []  # live changes waiting for its history
 
 
 class Room:
     """The members of one room here, and its cursor (None until a first
     member settles)."""
 
-    __slots__ = ("members", "cursor")
+    __slots__ = ("members", "cursor", "change", "pending")
 
     def __init__(self):
         self.members = {}  # sid -> Member
         self.cursor = None
+        self.change = None  # the last change applied here, once known
+        self.pending = []  # changes whose message is not delivered here yet
 
 
 class Ledger:
@@ -58,15 +67,25 @@ class Ledger:
         state = self.rooms.get(room)
         return state.members.get(sid) if state is not None else None
 
-    def settle(self, sid, room, position):
-        """A member's history is sent up to `position`: it gets live
-        messages from now on. The room's first settled member sets its
-        cursor."""
+    def settle(self, sid, room, position, change=None):
+        """A member's history is sent up to `position`, as it stood at
+        `change`: it gets live messages from now on. Returns the changes
+        held meanwhile that concern what it was sent. The room's first
+        settled member sets its cursors."""
         state = self.rooms[room]
         member = state.members[sid]
-        member.held, member.position = None, position
+        held = member.held_changes
+        member.held, member.held_changes, member.position = None, [], position
         if state.cursor is None:
             state.cursor = position
+        if state.change is None and change is not None:
+            state.change = change
+        return [
+            held_change
+            for held_change in held
+            if held_change["seq"] <= position
+            and (change is None or held_change["change"] > change)
+        ]
 
     def leave(self, sid, room):
         """A member leaves `room` (or disconnects): the room goes with its
@@ -76,7 +95,7 @@ class Ledger:
         if member is None:
             return
         # A delivery under way (a send can run a disconnect) skips it.
-        member.held, member.position = None, GONE
+        member.held, member.held_changes, member.position = None, [], GONE
         if not state.members:
             del self.rooms[room]
 
@@ -126,6 +145,68 @@ class Ledger:
                 send(member.eio_sid, encoded)
             if cursor is not None:
                 state.cursor = seq
+
+    def change(self, room, change, send, repairing=False):
+        """Apply a change (ascending `change` numbers): `send(eio_sid)` for
+        each settled member that was sent its message; held members keep
+        it; it waits in `pending` while its message is ahead of the cursor.
+        Returns False when changes before it are missing here (read them
+        from the database first), True otherwise (a change applied already
+        is ignored). A repair's changes skip the numbers of changes that
+        later ones superseded."""
+        state = self.rooms.get(room)
+        if state is None:
+            return True
+        number = change["change"]
+        if state.change is not None:
+            if number <= state.change:
+                return True
+            if number > state.change + 1 and not repairing:
+                return False
+        state.change = number
+        if state.cursor is not None and change["seq"] > state.cursor:
+            state.pending.append(change)
+            for member in state.members.values():
+                if member.held is not None:
+                    member.held_changes.append(change)
+            return True
+        self._apply(state, change, send)
+        return True
+
+    def due(self, room):
+        """The pending changes whose message has been delivered here since,
+        taken out of `pending`."""
+        state = self.rooms.get(room)
+        if state is None or not state.pending or state.cursor is None:
+            return []
+        due = [change for change in state.pending if change["seq"] <= state.cursor]
+        state.pending = [c for c in state.pending if c["seq"] > state.cursor]
+        return due
+
+    def apply_due(self, room, changes, send):
+        """Apply changes that waited for their message (see due())."""
+        state = self.rooms.get(room)
+        if state is not None:
+            for change in changes:
+                self._apply(state, change, send)
+
+    @staticmethod
+    def _apply(state, change, send):
+        seq = change["seq"]
+        for member in list(state.members.values()):
+            if member.held is not None:
+                if change not in member.held_changes:
+                    member.held_changes.append(change)
+            elif member.position >= seq:
+                send(member.eio_sid)
+
+    def changes(self):
+        """`{room: change}` of every room whose last change is known."""
+        return {
+            room: state.change
+            for room, state in self.rooms.items()
+            if state.change is not None
+        }
 
     def rewind(self, room, last_seq, resync):
         """The channel's database was reset behind what was delivered:

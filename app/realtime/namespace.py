@@ -94,6 +94,19 @@ class ChatNamespace(Namespace):
         return {"ok": True, "id": stored["id"], "seq": stored["seq"]}
 
     @answered
+    def on_edit_message(self, sid, payload=None):
+        """`edit_message {channel, seq, message}`: the room gets
+        `message_edited`; acked with the seq and `edited_at`."""
+        change = self.membership.edit(sid, self._sender(sid), payload)
+        return {"ok": True, "seq": change["seq"], "edited_at": change["edited_at"]}
+
+    @answered
+    def on_delete_message(self, sid, payload=None):
+        """`delete_message {channel, seq}`: the room gets `message_deleted`."""
+        change = self.membership.delete(sid, self._sender(sid), payload)
+        return {"ok": True, "seq": change["seq"]}
+
+    @answered
     def on_typing(self, sid, payload=None):
         """`typing {channel}`, sent by a page while its person types."""
         self.membership.typing(sid, self._sender(sid), payload)

@@ -8,6 +8,9 @@ history is replayed (in order with them, see app.realtime.delivery).
 
 import json
 
+# How an edit or a delete travels between processes (see queue_notice).
+CHANGE_EVENT = "chat:change"
+
 
 def room_of(channel):
     """The Socket.IO room of a channel's members.
@@ -78,6 +81,11 @@ class Rooms:
         """Send a stored message to every member of its channel, on any process."""
         self._manager.publish_message(message, room_of(message["channel"]))
 
+    def change(self, change):
+        """Send an edit or a delete to the members of its channel that have
+        its message, on any process, in the channel's order of changes."""
+        self._manager.publish_change(change, room_of(change["channel"]))
+
     def presence(self, presence):
         """Tell a channel's members who is in it: `presence {channel, count, members}`."""
         self.socketio.emit("presence", presence, to=room_of(presence["channel"]))
@@ -92,18 +100,19 @@ class Rooms:
         """Hold a joiner's live messages until its history is replayed."""
         self._manager.hold(sid, room_of(channel))
 
-    def replay(self, sid, channel, history, last_seq):
-        """Send a joiner its history, then what was held, each once, in order."""
-        self._manager.replay(sid, room_of(channel), history, last_seq)
+    def replay(self, sid, channel, history, last_seq, last_change=None):
+        """Send a joiner its history (as it stood at `last_change`), then
+        what was held, each once, in order."""
+        self._manager.replay(sid, room_of(channel), history, last_seq, last_change)
 
 
-def queue_notice(message, room, namespace="/"):
-    """A stored message as it travels on the Redis channel: python-socketio's
-    emit, with no host_id, so that every process, the sender's included,
-    delivers it from Redis, in Redis's order."""
+def queue_notice(message, room, namespace="/", event="message"):
+    """A stored message (or a change of one) as it travels on the Redis
+    channel: python-socketio's emit, with no host_id, so that every process,
+    the sender's included, delivers it from Redis, in Redis's order."""
     return {
         "method": "emit",
-        "event": "message",
+        "event": event,
         "data": [message],
         "binary": False,
         "namespace": namespace,
@@ -125,5 +134,14 @@ class QueuePublisher:
     def message(self, message):
         """Send a stored message to every member of its channel; when Redis
         does not take it, the servers' repairers deliver it."""
-        notice = json.dumps(queue_notice(message, room_of(message["channel"])))
-        self.link.run("publish", lambda client: client.publish(self.channel, notice))
+        self._publish(queue_notice(message, room_of(message["channel"])))
+
+    def change(self, change):
+        """Send an edit or a delete to the members of its channel; when Redis
+        does not take it, the servers' repairers deliver it."""
+        room = room_of(change["channel"])
+        self._publish(queue_notice(change, room, event=CHANGE_EVENT))
+
+    def _publish(self, notice):
+        encoded = json.dumps(notice)
+        self.link.run("publish", lambda client: client.publish(self.channel, encoded))

@@ -35,8 +35,9 @@ def init_app(app):
 
 
 def guard_api_writes():
-    """Every write to /api/ comes from this origin (403 cross_site) and is
-    JSON (415 unsupported_media_type); reads and unknown routes pass on."""
+    """Every write to /api/ comes from this origin (403 cross_site) and its
+    body, if any, is JSON (415 unsupported_media_type); reads and unknown
+    routes pass on."""
     if (
         request.method in SAFE_METHODS
         or request.url_rule is None  # Flask answers 404 or 405 next
@@ -46,7 +47,9 @@ def guard_api_writes():
     require_same_origin()
     # Browsers send text/plain, form and multipart bodies to other origins
     # without asking; a JSON content type needs a CORS preflight they fail.
-    if request.mimetype != JSON_MIMETYPE:
+    # A write without a body (DELETE, the operator's disconnect) has none.
+    has_body = request.mimetype or request.content_length
+    if has_body and request.mimetype != JSON_MIMETYPE:
         raise ChatError(
             "unsupported_media_type",
             "send the body as JSON, with Content-Type: application/json",

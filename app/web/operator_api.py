@@ -1,0 +1,82 @@
+"""The operator API: moderation and who is here, for the chat's operators.
+
+Callers show `X-API-Key: CHAT_API_KEY` or a moderator's bearer token; with
+no CHAT_API_KEY the whole of it is off (404). Every call is logged with who
+made it; what changes something is also kept in the audit log.
+"""
+
+import hashlib
+import hmac
+import logging
+
+from flask import Blueprint, current_app, g, request
+from sqlalchemy import select
+
+from app.chat.errors import ChatError
+from app.chat.models import AuditEntry
+from app.chat.rate_limits import Sender
+from app.chat.storage import unit_of_work
+from app.web import api, chat
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("operator", __name__, url_prefix="/api")
+
+AUDIT_PAGE = 100
+
+
+@bp.before_request
+def require_operator():
+    """Let operators and moderators in; everyone else is refused."""
+    key = current_app.config["CHAT_API_KEY"]
+    if key is None:
+        raise ChatError(
+            "operator_api_off", "the operator API is off (no CHAT_API_KEY)", status=404
+        )
+    given = request.headers.get("X-API-Key")
+    if given is not None:
+        if not _same(given, key):
+            chat().rates.check("api_key", Sender(None, request.remote_addr))
+            log.warning("operator API: wrong API key from %s", request.remote_addr)
+            raise ChatError("invalid_api_key", "the API key is wrong", status=401)
+        g.operator = "api-key"
+    else:
+        api.identify()
+        if not g.person.moderator:
+            raise ChatError(
+                "forbidden",
+                "the operator API needs X-API-Key or a moderator's token",
+                status=403,
+            )
+        g.operator = f"user:{g.person.user_id}"
+    log.info("operator %s: %s %s", g.operator, request.method, request.path)
+    return None
+
+
+def _same(given, key):
+    """Whether two keys are equal, in a time that tells nothing of either."""
+    digest = hashlib.sha256
+    return hmac.compare_digest(
+        digest(given.encode()).digest(), digest(key.encode()).digest()
+    )
+
+
+@bp.delete("/channels/<channel>/messages/<int:seq>")
+def delete_message(channel, seq):
+    """Delete a message: its members get `message_deleted`; it stays a
+    tombstone (its seq, no text)."""
+    change = chat().moderation.delete(None, channel, seq, actor=g.operator)
+    return {"channel": change["channel"], "seq": change["seq"], "deleted": True}
+
+
+@bp.get("/audit")
+def audit_log():
+    """What moderators and operators did, newest first: `?before=ID` for
+    older entries."""
+    statement = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(AUDIT_PAGE)
+    before = request.args.get("before", type=int)
+    if before is not None:
+        statement = statement.where(AuditEntry.id < before)
+    with unit_of_work() as session:
+        entries = [entry.entry() for entry in session.scalars(statement)]
+    return {"entries": entries}
