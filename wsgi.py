@@ -38,8 +38,9 @@ RECEIPT_SWEEP = 3600
 
 def keep_house():
     """Every second: keep this process's members listed and announce
-    changes, and disconnect those whose token expired unrefreshed; every
-    hour: forget receipts older than CHAT_RETRY_HOURS."""
+    changes, disconnect those whose token expired unrefreshed or who are
+    banned, read slow mode; every hour: forget receipts older than
+    CHAT_RETRY_HOURS."""
     next_sweep = 0
     services = app.extensions["chat"]
     while True:
@@ -48,6 +49,7 @@ def keep_house():
             try:
                 services.presence.refresh()
                 services.membership.expire()
+                services.membership.sweep()
                 if time.monotonic() >= next_sweep:
                     services.messages.forget_receipts()
                     next_sweep = time.monotonic() + RECEIPT_SWEEP

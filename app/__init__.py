@@ -11,7 +11,7 @@ from app.chat.errors import ChatError
 from app.chat.identity import Tokens
 from app.chat.membership import Membership
 from app.chat.messages import Messages
-from app.chat.moderation import Moderation
+from app.chat.moderation import Bans, Moderation, SlowMode
 from app.chat.presence import LocalPresence, Presence, RedisPresence
 from app.chat.rate_limits import Rates
 from app.chat.services import Chat
@@ -120,9 +120,16 @@ def register_services(app):
         config["CHAT_TYPING_INTERVAL"],
     )
     moderation = Moderation(rooms.change, config)
-    membership = Membership(rooms, posting, moderation, presence, rates, tokens, config)
+    bans = Bans(rooms.command)
+    slow = SlowMode(
+        rooms.command, app.extensions["chat_redis"], config["REDIS_CHANNEL"]
+    )
+    membership = Membership(
+        rooms, posting, moderation, presence, rates, tokens, config, bans, slow
+    )
+    socketio.server.manager.on_command = membership.obey
     app.extensions["chat"] = Chat(
-        tokens, rates, posting, moderation, presence, membership
+        tokens, rates, posting, moderation, bans, slow, presence, membership
     )
 
 

@@ -322,3 +322,266 @@ def test_a_change_lost_on_the_way_is_repaired_from_the_database(ann, bob, servic
 
     (edited,) = bob.received("message_edited")
     assert (edited["seq"], edited["message"]) == (seq, "typo")
+
+
+# Bans and disconnects.
+
+
+def test_a_ban_closes_the_persons_connections_and_keeps_them_out(
+    ann, person, connect, client
+):
+    other_tab = person("ann", name="Ann")
+
+    response = client.post(
+        "/api/users/ann/ban", json={"seconds": 60, "reason": "spam"}, headers=operator()
+    )
+    again = connect(auth={"token": token("ann")})
+    posted = client.post(
+        "/api/channels/lobby/messages",
+        json={"message": "let me back"},
+        headers={"Authorization": f"Bearer {token('ann')}"},
+    )
+
+    assert response.status_code == 200
+    assert response.get_json()["reason"] == "spam"
+    assert not ann.client.is_connected()
+    assert not other_tab.client.is_connected()
+    assert not again.client.is_connected()
+    assert posted.status_code == 403
+    assert posted.get_json()["error"]["code"] == "banned"
+    assert "spam" in posted.get_json()["error"]["message"]
+
+
+def test_a_ban_leaves_everyone_else_be(ann, bob, client):
+    client.post("/api/users/ann/ban", json={}, headers=operator())
+
+    assert bob.client.is_connected()
+    assert bob.send("lobby", "still here")["ok"] is True
+
+
+def test_an_unbanned_person_comes_back(ann, client, connect):
+    client.post("/api/users/ann/ban", json={"seconds": 60}, headers=operator())
+
+    response = client.delete("/api/users/ann/ban", headers=operator())
+    back = connect(auth={"token": token("ann")})
+
+    assert response.status_code == 200
+    assert back.client.is_connected()
+
+
+def test_a_ban_that_did_not_reach_a_process_is_found_in_the_database(
+    app, ann, services, client
+):
+    bans = services.bans
+    command, bans.command = bans.command, lambda command: None  # Redis lost it
+    client.post("/api/users/ann/ban", json={"seconds": 60}, headers=operator())
+    bans.command = command
+    assert ann.client.is_connected()
+
+    with app.app_context():
+        services.membership.sweep()
+
+    assert not ann.client.is_connected()
+
+
+def test_an_ended_ban_lets_the_person_in(app, ann, services, connect):
+    with app.app_context():
+        services.bans.ban("test", "ann", seconds=1)
+    time.sleep(1.1)
+
+    assert connect(auth={"token": token("ann")}).client.is_connected()
+
+
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ({"seconds": 10**12}, "invalid_seconds"),
+        ({"seconds": 0}, "invalid_seconds"),
+        ({"seconds": "60"}, "invalid_seconds"),
+        ({"reason": "x" * 501}, "invalid_reason"),
+        ({"reason": 42}, "invalid_reason"),
+    ],
+)
+def test_a_bad_ban_is_refused_and_bans_nobody(ann, client, body, code):
+    response = client.post("/api/users/ann/ban", json=body, headers=operator())
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == code
+    assert ann.client.is_connected()
+
+
+def test_unbanning_nobody_is_404(client):
+    response = client.delete("/api/users/nobody/ban", headers=operator())
+
+    assert response.status_code == 404
+
+
+def test_disconnect_closes_a_persons_connections_who_may_come_back(
+    ann, bob, client, connect
+):
+    response = client.post("/api/users/ann/disconnect", headers=operator())
+
+    assert response.status_code == 200
+    assert not ann.client.is_connected()
+    assert bob.client.is_connected()
+    assert connect(auth={"token": token("ann")}).client.is_connected()
+
+
+def test_the_audit_log_says_who_banned_whom(ann, client):
+    client.post("/api/users/ann/ban", json={"reason": "spam"}, headers=operator())
+    client.delete("/api/users/ann/ban", headers=operator())
+
+    entries = client.get("/api/audit", headers=operator()).get_json()["entries"]
+
+    assert [(e["action"], e["actor"], e["user_id"]) for e in entries] == [
+        ("unban", "api-key", "ann"),
+        ("ban", "api-key", "ann"),
+    ]
+
+
+# Slow mode.
+
+
+def slow_mode(client, seconds, channel="lobby"):
+    return client.put(
+        f"/api/channels/{channel}/settings",
+        json={"slow_mode": seconds},
+        headers=operator(),
+    )
+
+
+def test_slow_mode_lets_one_message_through_per_interval(ann, bob, client):
+    assert slow_mode(client, 30).get_json() == {"channel": "lobby", "slow_mode": 30}
+
+    first = ann.send("lobby", "one")
+    second = ann.send("lobby", "two")
+    other = bob.send("lobby", "mine")
+
+    assert first["ok"] is True
+    assert second["code"] == "slow_mode"
+    assert 1 <= second["retry_after"] <= 30
+    assert other["ok"] is True
+    assert [m["message"] for m in history(client)] == ["one", "mine"]
+
+
+def test_moderators_are_not_slowed(person, client):
+    moderator = person("mod", role="moderator")
+    slow_mode(client, 30)
+
+    acks = [moderator.send("lobby", f"m{n}") for n in range(3)]
+
+    assert all(ack["ok"] for ack in acks)
+
+
+def test_slow_mode_off_again(ann, client):
+    slow_mode(client, 30)
+    ann.send("lobby", "one")
+
+    slow_mode(client, 0)
+
+    assert ann.send("lobby", "two")["ok"] is True
+
+
+def test_the_join_ack_carries_the_slow_mode(client, connect):
+    slow_mode(client, 15)
+    member = connect(auth={"token": token("cy")})
+
+    assert member.join("lobby")["slow_mode"] == 15
+
+
+@pytest.mark.parametrize("seconds", [-1, 10**9, "5", None, 1.5])
+def test_a_bad_slow_mode_is_refused(client, seconds):
+    response = slow_mode(client, seconds)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_slow_mode"
+
+
+def test_slow_mode_applies_to_http_posts_too(client):
+    slow_mode(client, 30)
+    headers = {"Authorization": f"Bearer {token('ann')}"}
+
+    first = client.post(
+        "/api/channels/lobby/messages", json={"message": "a"}, headers=headers
+    )
+    second = client.post(
+        "/api/channels/lobby/messages", json={"message": "b"}, headers=headers
+    )
+
+    assert first.status_code == 201
+    assert second.status_code == 429
+    assert second.headers["Retry-After"]
+
+
+# Who is here.
+
+
+def test_presence_lists_names_and_user_ids(ann, person, connect, client):
+    person("ann", name="Ann")  # a second tab: one person
+    guest = connect(auth={"name": "Ann"})
+    guest.join("lobby")
+
+    roster = client.get("/api/channels/lobby/presence", headers=operator()).get_json()
+
+    assert roster == {
+        "channel": "lobby",
+        "count": 2,
+        "members": [
+            {"name": "Ann", "user_id": None},
+            {"name": "Ann", "user_id": "ann"},
+        ],
+    }
+
+
+# The CLI, for an operator at a shell.
+
+
+def run(app, *args):
+    return app.test_cli_runner().invoke(args=["chat", *args])
+
+
+def test_flask_chat_ban_and_unban(app, ann, connect):
+    banned = run(app, "ban", "ann", "--seconds", "60", "--reason", "spam")
+    refused = connect(auth={"token": token("ann")})
+    unbanned = run(app, "unban", "ann")
+
+    assert banned.exit_code == 0, banned.output
+    assert "banned ann until" in banned.output
+    assert not ann.client.is_connected()
+    assert not refused.client.is_connected()
+    assert unbanned.exit_code == 0
+    assert connect(auth={"token": token("ann")}).client.is_connected()
+
+
+def test_flask_chat_delete(app, ann, bob):
+    seq = ann.send("lobby", "spam")["seq"]
+
+    result = run(app, "delete", "lobby", str(seq))
+
+    assert result.exit_code == 0, result.output
+    assert bob.received("message_deleted") == [{"channel": "lobby", "seq": seq}]
+
+
+def test_flask_chat_slow_mode(app, ann):
+    result = run(app, "slow-mode", "lobby", "30")
+
+    assert result.exit_code == 0, result.output
+    ann.send("lobby", "one")
+    assert ann.send("lobby", "two")["code"] == "slow_mode"
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (("ban", "ann", "--seconds", str(10**12)), "invalid_seconds"),
+        (("slow-mode", "lobby", "--", "-1"), "invalid_slow_mode"),
+        (("delete", "lobby", "99"), "unknown_message"),
+        (("unban", "nobody"), "not banned"),
+    ],
+)
+def test_the_cli_refuses_bad_input_without_a_traceback(app, args, says):
+    result = run(app, *args)
+
+    assert result.exit_code != 0
+    assert says in result.output
+    assert "Traceback" not in result.output

@@ -13,21 +13,27 @@ import time
 from app.chat import messages, rules
 from app.chat.errors import ChatError
 from app.chat.identity import GUEST
+from app.chat.moderation import refusal as moderation_refusal
 
 
 class Membership:
     """The chat as a connection (a `member`, named by its sid) sees it."""
 
-    def __init__(self, rooms, posting, moderation, presence, rates, tokens, config):
+    def __init__(
+        self, rooms, posting, moderation, presence, rates, tokens, config, bans, slow
+    ):
         self.rooms = rooms
         self.posting = posting  # app.chat.messages.Messages
         self.moderation = moderation  # app.chat.moderation.Moderation
+        self.bans = bans  # app.chat.moderation.Bans
+        self.slow = slow  # app.chat.moderation.SlowMode
         self.presence = presence
         self.rates = rates
         self.tokens = tokens  # app.chat.identity.Tokens
         self.max_channels = config["CHAT_MAX_CHANNELS_PER_CONNECTION"]
         self.grace = config["CHAT_TOKEN_GRACE"]
         self.people = {}  # member -> Person, for the connections of this process
+        self.by_user = {}  # user_id -> its members here
         self.expiring = []  # heap of (exp, member) of verified connections
 
     def connect(self, member, auth):
@@ -39,6 +45,7 @@ class Membership:
         An invalid token, name or person is refused."""
         auth = auth if isinstance(auth, dict) else {}
         person = self.tokens.person(auth.get("token"))
+        self.bans.check(person)
         if person.verified:
             name, key = person.name, f"user:{person.user_id}"
         else:
@@ -49,7 +56,12 @@ class Membership:
 
     def disconnect(self, member):
         """The connection ended: it leaves every channel it was in."""
-        self.people.pop(member, None)
+        person = self.people.pop(member, None)
+        if person is not None and person.verified:
+            members = self.by_user.get(person.user_id, set())
+            members.discard(member)
+            if not members:
+                self.by_user.pop(person.user_id, None)
         self.presence.disconnect(member)
 
     def person_of(self, member):
@@ -99,6 +111,7 @@ class Membership:
             "recovered": found.recovered,
             "name": self.presence.name_of(member),
             "user_id": self.person_of(member).user_id,
+            "slow_mode": self.slow.of(channel),
             "count": present["count"],
             "members": present["members"],
         }
@@ -112,14 +125,20 @@ class Membership:
         channel = self._joined(member, fields.get("channel"))
         person = self.person_of(member)
         person.check_access(channel)
-        stored = self.posting.post(
-            channel,
-            fields.get("message"),
-            self.presence.name_of(member),
-            fields.get("client_id"),
-            sender=sender,
-            user_id=person.user_id,
-        )
+        slowed = self.presence.person_of(member)
+        self.slow.pass_(channel, slowed, person.moderator)
+        try:
+            stored = self.posting.post(
+                channel,
+                fields.get("message"),
+                self.presence.name_of(member),
+                fields.get("client_id"),
+                sender=sender,
+                user_id=person.user_id,
+            )
+        except ChatError:
+            self.slow.unmark(channel, slowed)  # nothing stored: not counted
+            raise
         self.presence.sent(channel, member)
         return stored
 
@@ -219,9 +238,41 @@ class Membership:
             self.rooms.disconnect(member)
         return expired
 
+    def obey(self, command):
+        """Do what every process was told to (app.chat.moderation): close a
+        person's connections here (`kick`), or learn a channel's slow mode."""
+        if command.get("kind") == "kick":
+            self._kick(
+                command.get("user_id"), command.get("code"), command.get("message")
+            )
+        elif command.get("kind") == "slow_mode":
+            self.slow.learn(command.get("channel"), command.get("slow_mode"))
+
+    def sweep(self):
+        """Enforce what the database says, whatever Redis carried: close the
+        connections here of people banned, and read slow mode. Run every
+        CHAT_REPAIR_INTERVAL (a second) or so."""
+        for user_id, ban in self.bans.active().items():
+            if user_id in self.by_user:
+                refusal = moderation_refusal(ban)
+                self._kick(user_id, refusal.code, refusal.message)
+        self.slow.reload()
+
+    def _kick(self, user_id, code, message):
+        """Tell every connection here of a person why, and close it."""
+        for member in list(self.by_user.get(user_id, ())):
+            self.rooms.tell(
+                member,
+                "chat_error",
+                {"event": "connect", "code": code, "message": message},
+            )
+            self.rooms.disconnect(member)
+
     def _become(self, member, person):
         """Remember who is behind a connection, and when their token ends."""
         self.people[member] = person
+        if person.verified:
+            self.by_user.setdefault(person.user_id, set()).add(member)
         if person.expires is not None:
             heapq.heappush(self.expiring, (person.expires, member))
 

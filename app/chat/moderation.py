@@ -3,10 +3,13 @@ operators delete any; every change reaches each member that has the message,
 after it, once (app.realtime.delivery), and history serves only what stands.
 """
 
+import math
+import time
 from datetime import UTC, datetime, timedelta
 
 from app.chat import rules, storage
 from app.chat.errors import ChatError
+from app.chat.models import timestamp
 
 
 def forbidden(message):
@@ -67,3 +70,194 @@ class Moderation:
         change = storage.change_message(channel, seq, authorize, audit=audit)
         self.publish_change(change)
         return change
+
+
+# Bans, kicks and slow mode.
+
+MAX_BAN_SECONDS = 10 * 366 * 86400  # ten years; no `seconds` bans for good
+FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
+REASON_MAX_LENGTH = 500
+MAX_SLOW_MODE = 86400
+
+
+def ban_seconds(value):
+    """A ban's length: None (for good) or 1 to MAX_BAN_SECONDS seconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ChatError("invalid_seconds", "seconds must be a whole number")
+    if not 1 <= value <= MAX_BAN_SECONDS:
+        raise ChatError(
+            "invalid_seconds", f"seconds must be from 1 to {MAX_BAN_SECONDS}"
+        )
+    return value
+
+
+def reason_text(value):
+    """A ban's optional reason, shown to the person: at most 500 characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > REASON_MAX_LENGTH:
+        raise ChatError(
+            "invalid_reason",
+            f"reason must be a string of at most {REASON_MAX_LENGTH} characters",
+        )
+    return rules.message_text(value, REASON_MAX_LENGTH) if value.strip() else None
+
+
+def slow_mode_seconds(value):
+    """Slow mode: 0 (off) to MAX_SLOW_MODE seconds between two messages."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ChatError("invalid_slow_mode", "slow_mode must be a whole number")
+    if not 0 <= value <= MAX_SLOW_MODE:
+        raise ChatError(
+            "invalid_slow_mode", f"slow_mode must be from 0 to {MAX_SLOW_MODE}"
+        )
+    return value
+
+
+def user_id(value):
+    """A person's id at the host site, as a token's `sub` gives it."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 64:
+        raise ChatError("invalid_user", "a user id is 1 to 64 characters")
+    return value
+
+
+class Bans:
+    """Who is banned, stored in the database (the source of truth, which
+    survives restarts), and told to every process through `command`."""
+
+    def __init__(self, command):
+        self.command = command  # the rooms' command(): every process obeys
+
+    def ban(self, actor, sub, seconds=None, reason=None):
+        """Ban a person: their connections everywhere are told `banned` and
+        closed, and they are refused until the ban ends. Returns the ban."""
+        sub, seconds = user_id(sub), ban_seconds(seconds)
+        reason = reason_text(reason)
+        now = datetime.now(UTC)
+        until = FOREVER if seconds is None else now + timedelta(seconds=seconds)
+        storage.keep_ban(sub, until, reason, actor, now)
+        ban = {"user_id": sub, "until": timestamp(until), "reason": reason}
+        self.command({"kind": "kick", "user_id": sub, **refusal(ban).as_dict()})
+        return ban
+
+    def unban(self, actor, sub):
+        """End a person's ban; False if they were not banned."""
+        return storage.end_ban(user_id(sub), actor)
+
+    def kick(self, actor, sub):
+        """Disconnect every connection of a person now (they may reconnect)."""
+        sub = user_id(sub)
+        storage.audit(actor, "disconnect", user_id=sub)
+        self.command(
+            {
+                "kind": "kick",
+                "user_id": sub,
+                "code": "disconnected",
+                "message": "an operator disconnected you",
+            }
+        )
+
+    @staticmethod
+    def check(person):
+        """Refuse a banned person with `banned` (403)."""
+        if person.verified:
+            ban = storage.active_ban(person.user_id)
+            if ban is not None:
+                raise refusal(ban)
+
+    @staticmethod
+    def active():
+        """`{user_id: ban}` of the bans in force."""
+        return storage.active_bans()
+
+
+def refusal(ban):
+    """The `banned` refusal of a ban, saying why and until when."""
+    until = "for good" if ban["until"].startswith("9999") else f"until {ban['until']}"
+    reason = f": {ban['reason']}" if ban["reason"] else ""
+    return ChatError("banned", f"you are banned {until}{reason}", status=403)
+
+
+class SlowMode:
+    """At most one message per `slow_mode` seconds per person in a channel,
+    counted in Redis when there is one (so on every process), else here.
+    Each process keeps the channels' settings, read from the database."""
+
+    def __init__(self, command, link=None, prefix="chat"):
+        self.command = command  # the rooms' command(): every process obeys
+        self.link = link
+        self.prefix = prefix  # of its Redis keys: one deployment's own
+        self.channels = {}  # channel -> seconds, for channels in slow mode
+        self.local = {}  # (channel, person) -> monotonic time it may send again
+
+    def set(self, actor, channel, seconds):
+        """Set a channel's slow mode, for every process."""
+        channel, seconds = rules.channel_name(channel), slow_mode_seconds(seconds)
+        storage.keep_slow_mode(channel, seconds, actor)
+        self.command({"kind": "slow_mode", "channel": channel, "slow_mode": seconds})
+        return {"channel": channel, "slow_mode": seconds}
+
+    def learn(self, channel, seconds):
+        """A channel's slow mode changed (told by a command, or read)."""
+        if seconds:
+            self.channels[channel] = seconds
+        else:
+            self.channels.pop(channel, None)
+
+    def reload(self):
+        """Read every channel's slow mode from the database."""
+        self.channels = storage.slow_channels()
+
+    def of(self, channel):
+        return self.channels.get(channel, 0)
+
+    def pass_(self, channel, person_key, moderator=False):
+        """Count a message of a person; `slow_mode` with `retry_after` when
+        it comes too soon. Moderators are never slowed."""
+        seconds = self.channels.get(channel)
+        if not seconds or moderator:
+            return
+        wait = None
+        if self.link is not None and self.link.up:
+            wait = self.link.run(
+                "slow mode",
+                lambda client: _mark(client, self._key(channel, person_key), seconds),
+            )
+        if wait is None:
+            wait = self._mark_here(channel, person_key, seconds)
+        if wait:
+            raise ChatError(
+                "slow_mode",
+                f"slow mode: one message every {seconds} s here; wait {wait} s",
+                status=429,
+                retry_after=wait,
+            )
+
+    def _mark_here(self, channel, person_key, seconds):
+        now = time.monotonic()
+        key = (channel, person_key)
+        if self.local.get(key, 0) > now:
+            return max(1, math.ceil(self.local[key] - now))
+        if len(self.local) > 100_000:
+            self.local = {k: t for k, t in self.local.items() if t > now}
+        self.local[key] = now + seconds
+        return 0
+
+    def unmark(self, channel, person_key):
+        """Forget a mark whose message was not stored after all."""
+        self.local.pop((channel, person_key), None)
+        if self.link is not None and self.link.up:
+            key = self._key(channel, person_key)
+            self.link.run("slow mode", lambda client: client.delete(key))
+
+    def _key(self, channel, person_key):
+        return f"{self.prefix}:slow:{channel}:{person_key}"
+
+
+def _mark(client, key, seconds):
+    """0 when the person may send (and mark it), else the seconds to wait."""
+    if client.set(key, 1, nx=True, ex=seconds):
+        return 0
+    return max(1, math.ceil(client.pttl(key) / 1000))

@@ -46,6 +46,11 @@ class Presence:
         """The display name of a connection (None once it has ended)."""
         return self.store.connections.get(member)
 
+    def person_of(self, member):
+        """The person key of a connection: `user:<sub>`, its browser's key,
+        or itself."""
+        return self.store.persons.get(member, member)
+
     def disconnect(self, member):
         """A connection ended: leave every channel it was in, forget its name."""
         store = self.store
@@ -77,6 +82,17 @@ class Presence:
         store = self.store
         if store.leave(channel, member):
             self._announce(channel, force=channel not in store.members)
+
+    def roster(self, channel):
+        """`{channel, count, members: [{name, user_id}]}`: one entry per
+        person, with the id a token gave them (null for a guest)."""
+        people = {}
+        for person, name in self.store.entries(channel):
+            if person not in people or name < people[person]["name"]:
+                user_id = person[5:] if person.startswith("user:") else None
+                people[person] = {"name": name, "user_id": user_id}
+        members = sorted(people.values(), key=lambda m: (m["name"], m["user_id"] or ""))
+        return {"channel": channel, "count": len(members), "members": members}
 
     def current(self, channel):
         """`{channel, count, members}` of a channel."""
@@ -172,7 +188,11 @@ class LocalPresence:
         return sorted(self.joined.get(member, ()))
 
     def names(self, channel):
-        return one_name_per_person(self.members.get(channel, {}).values())
+        return one_name_per_person(self.entries(channel))
+
+    def entries(self, channel):
+        """(person, name) of each member of a channel."""
+        return list(self.members.get(channel, {}).values())
 
     def pace_presence(self, channel, interval):
         """True at most once per `interval` seconds for a channel; when
@@ -254,19 +274,19 @@ class RedisPresence(LocalPresence):
 
         return was_local or bool(self.link.run("presence", remove, fallback=0))
 
-    def names(self, channel):
-        found = self.link.run("presence", lambda client: self._names(client, channel))
-        return super().names(channel) if found is None else found
+    def entries(self, channel):
+        """(person, name) of each member of a channel, on every process
+        (this process's alone while Redis does not answer)."""
+        found = self.link.run("presence", lambda client: self._entries(client, channel))
+        return super().entries(channel) if found is None else found
 
-    def _names(self, client, channel):
+    def _entries(self, client, channel):
         expiring, names = self._keys(channel)
         alive = client.zrangebyscore(expiring, time.time(), "+inf")
         if not alive:
             return []
         entries = client.hmget(names, alive)
-        return one_name_per_person(
-            _entry(member, value) for member, value in zip(alive, entries) if value
-        )
+        return [_entry(member, value) for member, value in zip(alive, entries) if value]
 
     def _write(self, client, channel, members):
         """Score and name members of a channel."""

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from app.chat.identity import Tokens
 from app.chat.membership import Membership
 from app.chat.messages import Messages
-from app.chat.moderation import Moderation
+from app.chat.moderation import Bans, Moderation, SlowMode
 from app.chat.presence import Presence
 from app.chat.rate_limits import Rates
 
@@ -18,5 +18,7 @@ class Chat:
     rates: Rates
     messages: Messages
     moderation: Moderation
+    bans: Bans
+    slow_mode: SlowMode
     presence: Presence
     membership: Membership

@@ -21,6 +21,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from app.chat.errors import ChatError
 from app.chat.models import (
     AuditEntry,
+    Ban,
     Channel,
     Message,
     Receipt,
@@ -431,3 +432,93 @@ def forget_receipts(hours, batch=1000):
         if result.rowcount < batch:
             return forgotten
         time.sleep(0)  # gevent patches it into a yield to other greenlets
+
+
+# Moderation's records: bans, slow mode and the audit log.
+
+
+def audit(actor, action, **fields):
+    """Record what a moderator or an operator did."""
+    with unit_of_work() as session:
+        session.add(
+            AuditEntry(at=datetime.now(UTC), actor=actor, action=action, **fields)
+        )
+
+
+def keep_ban(user_id, until, reason, actor, now):
+    """Store a ban (replacing one in force) and its audit entry."""
+    with unit_of_work() as session:
+        session.merge(
+            Ban(user_id=user_id, until=until, reason=reason, by=actor, created_at=now)
+        )
+        session.add(
+            AuditEntry(
+                at=now,
+                actor=actor,
+                action="ban",
+                user_id=user_id,
+                detail=f"until {timestamp(until)}" + (f": {reason}" if reason else ""),
+            )
+        )
+
+
+def end_ban(user_id, actor):
+    """End a ban; False if there was none."""
+    with unit_of_work() as session:
+        ended = session.execute(delete(Ban).where(Ban.user_id == user_id)).rowcount
+        if ended:
+            session.add(
+                AuditEntry(
+                    at=datetime.now(UTC), actor=actor, action="unban", user_id=user_id
+                )
+            )
+    return bool(ended)
+
+
+def _ban(row):
+    return {"user_id": row.user_id, "until": timestamp(row.until), "reason": row.reason}
+
+
+def active_ban(user_id):
+    """The ban in force of a person, or None."""
+    with unit_of_work() as session:
+        row = session.scalar(
+            select(Ban).where(Ban.user_id == user_id, Ban.until > datetime.now(UTC))
+        )
+        return None if row is None else _ban(row)
+
+
+def active_bans():
+    """`{user_id: ban}` of every ban in force."""
+    with unit_of_work() as session:
+        rows = session.scalars(select(Ban).where(Ban.until > datetime.now(UTC)))
+        return {row.user_id: _ban(row) for row in rows}
+
+
+def keep_slow_mode(channel, seconds, actor):
+    """Store a channel's slow mode (creating the channel if need be)."""
+    now = datetime.now(UTC)
+    with unit_of_work() as session:
+        updated = session.execute(
+            update(Channel).where(Channel.name == channel).values(slow_mode=seconds)
+        ).rowcount
+        if not updated:
+            session.add(Channel(name=channel, slow_mode=seconds))
+        session.add(
+            AuditEntry(
+                at=now,
+                actor=actor,
+                action="slow_mode",
+                channel=channel,
+                detail=f"{seconds} s",
+            )
+        )
+
+
+def slow_channels():
+    """`{channel: seconds}` of the channels in slow mode."""
+    with unit_of_work() as session:
+        rows = session.execute(
+            select(Channel.name, Channel.slow_mode).where(Channel.slow_mode > 0)
+        )
+        return dict(rows.all())

@@ -34,7 +34,12 @@ from socketio import Manager, RedisManager
 from socketio.packet import EVENT
 
 from app.chat.errors import ChatError
-from app.realtime.rooms import CHANGE_EVENT, channel_of, queue_notice
+from app.realtime.rooms import (
+    CHANGE_EVENT,
+    COMMAND_EVENT,
+    channel_of,
+    queue_notice,
+)
 from app.realtime.ledger import Ledger
 from app.wire.connections import Broadcast
 
@@ -71,6 +76,8 @@ class OrderedMessages:
         self.rooms_of = {}
         # Where missed messages are read from (app.realtime.archive.Archive).
         self.archive = None
+        # Who obeys commands to every process (app.chat.membership's obey).
+        self.on_command = None
         self.repair_interval = repair_interval
         self._due = set()  # rooms to repair as soon as possible
         self._wake = threading.Event()
@@ -118,6 +125,14 @@ class OrderedMessages:
             self.ledger.apply_due(
                 room, [change], self._change_sender(change, namespace)
             )
+
+    def publish_command(self, command):
+        """Have every process obey a command: here, this one alone."""
+        self.obey(command)
+
+    def obey(self, command):
+        if self.on_command is not None:
+            self.on_command(command)
 
     # Edits and deletes: after their message, once, in their channel's order.
 
@@ -418,6 +433,11 @@ class ChatRedisManager(OrderedMessages, RedisManager):
         if not self._publish(notice):
             self.deliver_change(change, room, namespace)
 
+    def publish_command(self, command):
+        if not self._publish(queue_notice(command, None, event=COMMAND_EVENT)):
+            # This process obeys now; the others find bans in the database.
+            self.obey(command)
+
     def _publish(self, data):
         """Publish through the link: one short attempt, none while Redis is
         down. True when Redis took it."""
@@ -454,6 +474,10 @@ class ChatRedisManager(OrderedMessages, RedisManager):
         # Stored messages (ours, another process's, or `flask chat post`'s)
         # go through ordered delivery; every other event as usual.
         data = message.get("data")
+        if message.get("event") == COMMAND_EVENT:
+            if isinstance(data, list) and data and isinstance(data[0], dict):
+                self.obey(data[0])
+            return None
         if (
             message.get("event") in (MESSAGE_EVENT, CHANGE_EVENT)
             and message.get("room")

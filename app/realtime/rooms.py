@@ -8,8 +8,10 @@ history is replayed (in order with them, see app.realtime.delivery).
 
 import json
 
-# How an edit or a delete travels between processes (see queue_notice).
+# How an edit or a delete, and a command to every process (such as "close
+# this person's connections"), travel between processes (see queue_notice).
 CHANGE_EVENT = "chat:change"
+COMMAND_EVENT = "chat:command"
 
 
 def room_of(channel):
@@ -86,6 +88,11 @@ class Rooms:
         its message, on any process, in the channel's order of changes."""
         self._manager.publish_change(change, room_of(change["channel"]))
 
+    def command(self, command):
+        """Have every process, this one too, obey a command (app.chat's
+        Membership.obey): through Redis when there is one."""
+        self._manager.publish_command(command)
+
     def presence(self, presence):
         """Tell a channel's members who is in it: `presence {channel, count, members}`."""
         self.socketio.emit("presence", presence, to=room_of(presence["channel"]))
@@ -141,6 +148,11 @@ class QueuePublisher:
         does not take it, the servers' repairers deliver it."""
         room = room_of(change["channel"])
         self._publish(queue_notice(change, room, event=CHANGE_EVENT))
+
+    def command(self, command):
+        """Have every server process obey a command; when Redis does not
+        take it, they find what the database holds (bans) on their own."""
+        self._publish(queue_notice(command, None, event=COMMAND_EVENT))
 
     def _publish(self, notice):
         encoded = json.dumps(notice)

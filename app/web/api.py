@@ -105,6 +105,7 @@ def _post(channel, message, author=None, client_id=None):
     services, person = chat(), g.person
     channel = rules.channel_name(channel)
     person.check_access(channel)
+    services.bans.check(person)
     if person.verified:
         if author is not None and rules.display_name(author) != person.name:
             raise ChatError(
@@ -115,9 +116,15 @@ def _post(channel, message, author=None, client_id=None):
         author = person.name
     sender = Sender(None, request.remote_addr)
     services.rates.check("send", sender)
-    return services.messages.post(
-        channel, message, author, client_id, sender, user_id=person.user_id
-    )
+    slowed = f"user:{person.user_id}" if person.verified else sender.address
+    services.slow_mode.pass_(channel, slowed, person.moderator)
+    try:
+        return services.messages.post(
+            channel, message, author, client_id, sender, user_id=person.user_id
+        )
+    except ChatError:
+        services.slow_mode.unmark(channel, slowed)  # nothing stored: not counted
+        raise
 
 
 def _bearer_token():

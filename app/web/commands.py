@@ -8,7 +8,43 @@ from app.chat.errors import ChatError
 from app.realtime.rooms import QueuePublisher
 from app.web import chat
 
-chat_cli = AppGroup("chat", help="The chat from the command line: post, mint tokens.")
+chat_cli = AppGroup(
+    "chat", help="The chat from the command line: post, moderate, mint tokens."
+)
+
+
+OPERATOR = "cli"  # who the audit log says acted
+
+
+def _services():
+    """The chat's services, publishing to the running servers: through
+    Redis when there is one; without it, the servers find what was stored
+    in the database within CHAT_REPAIR_INTERVAL."""
+    services = chat()
+    link = current_app.extensions["chat_redis"]
+    if link:
+        queue = QueuePublisher(link, current_app.config["REDIS_CHANNEL"])
+        services.messages.publish = queue.message
+        services.moderation.publish_change = queue.change
+        services.bans.command = services.slow_mode.command = queue.command
+    return services
+
+
+def _done(what):
+    """Say what was done, and how the running servers learn of it."""
+    click.echo(what)
+    link = current_app.extensions["chat_redis"]
+    if not link:
+        click.echo(
+            "REDIS_URL is not set: the server finds it in the database"
+            " within CHAT_REPAIR_INTERVAL"
+        )
+    elif not link.up:
+        click.echo("Redis did not answer: the servers find it in the database")
+
+
+def _refused(error):
+    return click.ClickException(f"{error.code}: {error.message}")
 
 
 @chat_cli.command("post")
@@ -16,29 +52,62 @@ chat_cli = AppGroup("chat", help="The chat from the command line: post, mint tok
 @click.argument("message")
 @click.option("--author", default=None, help="Display name to post as.")
 def post(channel, message, author):
-    """Store MESSAGE in CHANNEL and broadcast it to the running chat.
-
-    With REDIS_URL set, connected clients of every server process get it at
-    once through the message queue; without it, the server finds it in the
-    database within CHAT_REPAIR_INTERVAL seconds and delivers it then.
-    """
-    link = current_app.extensions["chat_redis"]
-    posting = chat().messages
-    if link:
-        queue = QueuePublisher(link, current_app.config["REDIS_CHANNEL"])
-        posting.publish = queue.message
+    """Store MESSAGE in CHANNEL and broadcast it to the running chat."""
     try:
-        stored = posting.post(channel, message, author)
+        stored = _services().messages.post(channel, message, author)
     except ChatError as error:
-        raise click.ClickException(f"{error.code}: {error.message}") from None
-    click.echo(f"posted #{stored['seq']} to {stored['channel']}")
-    if not link:
-        click.echo(
-            "REDIS_URL is not set: the server delivers it from the database"
-            " within CHAT_REPAIR_INTERVAL"
-        )
-    elif not link.up:
-        click.echo("Redis did not answer: the servers deliver it from the database")
+        raise _refused(error) from None
+    _done(f"posted #{stored['seq']} to {stored['channel']}")
+
+
+@chat_cli.command("delete")
+@click.argument("channel")
+@click.argument("seq", type=int)
+def delete(channel, seq):
+    """Delete message SEQ of CHANNEL: it stays a tombstone."""
+    try:
+        _services().moderation.delete(None, channel, seq, actor=OPERATOR)
+    except ChatError as error:
+        raise _refused(error) from None
+    _done(f"deleted #{seq} of {channel}")
+
+
+@chat_cli.command("ban")
+@click.argument("sub")
+@click.option("--seconds", type=int, default=None, help="How long (default: for good).")
+@click.option("--reason", default=None, help="Why, as the person is told.")
+def ban(sub, seconds, reason):
+    """Ban SUB (a token's sub): their connections close everywhere."""
+    try:
+        banned = _services().bans.ban(OPERATOR, sub, seconds, reason)
+    except ChatError as error:
+        raise _refused(error) from None
+    _done(f"banned {sub} until {banned['until']}")
+
+
+@chat_cli.command("unban")
+@click.argument("sub")
+def unban(sub):
+    """End the ban of SUB."""
+    try:
+        ended = _services().bans.unban(OPERATOR, sub)
+    except ChatError as error:
+        raise _refused(error) from None
+    if not ended:
+        raise click.ClickException(f"{sub} is not banned")
+    click.echo(f"unbanned {sub}")
+
+
+@chat_cli.command("slow-mode")
+@click.argument("channel")
+@click.argument("seconds", type=int)
+def slow_mode(channel, seconds):
+    """Allow one message per SECONDS per person in CHANNEL (0: off)."""
+    try:
+        _services().slow_mode.set(OPERATOR, channel, seconds)
+    except ChatError as error:
+        raise _refused(error) from None
+    _done(f"slow mode of {channel}: {seconds} s")
 
 
 @chat_cli.command("token")

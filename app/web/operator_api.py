@@ -12,6 +12,7 @@ import logging
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
 
+from app.chat import rules
 from app.chat.errors import ChatError
 from app.chat.models import AuditEntry
 from app.chat.rate_limits import Sender
@@ -67,6 +68,50 @@ def delete_message(channel, seq):
     tombstone (its seq, no text)."""
     change = chat().moderation.delete(None, channel, seq, actor=g.operator)
     return {"channel": change["channel"], "seq": change["seq"], "deleted": True}
+
+
+@bp.post("/users/<sub>/ban")
+def ban(sub):
+    """Ban a person for `seconds` (for good without), with a `reason` they
+    are shown: every connection of theirs, on every process, is closed."""
+    body = _body()
+    return chat().bans.ban(g.operator, sub, body.get("seconds"), body.get("reason"))
+
+
+@bp.delete("/users/<sub>/ban")
+def unban(sub):
+    """End a person's ban."""
+    if not chat().bans.unban(g.operator, sub):
+        raise ChatError("not_banned", f"{sub} is not banned", status=404)
+    return {"user_id": sub, "banned": False}
+
+
+@bp.post("/users/<sub>/disconnect")
+def disconnect(sub):
+    """Close every connection of a person, on every process, now."""
+    chat().bans.kick(g.operator, sub)
+    return {"user_id": sub, "disconnected": True}
+
+
+@bp.put("/channels/<channel>/settings")
+def channel_settings(channel):
+    """`{slow_mode}`: least seconds between two messages of one person in
+    the channel (0: off); moderators are exempt."""
+    return chat().slow_mode.set(g.operator, channel, _body().get("slow_mode"))
+
+
+@bp.get("/channels/<channel>/presence")
+def channel_presence(channel):
+    """Who is in a channel now, on every process: `{channel, count,
+    members: [{name, user_id}]}`."""
+    return chat().presence.roster(rules.channel_name(channel))
+
+
+def _body():
+    """The request's JSON object (an empty one without a body)."""
+    if not request.content_length:
+        return {}
+    return rules.fields(request.get_json(silent=True))
 
 
 @bp.get("/audit")
