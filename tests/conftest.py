@@ -9,6 +9,7 @@ import psycopg
 import pytest
 import redis
 from clients import Member, Tab
+from faults import RedisServer
 from servers import ServerProcess, ThreadServer
 
 from app import create_app
@@ -227,6 +228,16 @@ def redis_env():
         "REDIS_CHANNEL": f"chat-test-{uuid.uuid4().hex[:12]}",
     }
     _redis(number).flushdb()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A running redis-server of this test's own; killed after it."""
+    if not RedisServer.available():
+        unreachable("redis-server", "it is not installed")
+    server = RedisServer(tmp_path)
+    yield server.start()
+    server.cleanup()
 
 
 def _redis(number):

@@ -7,7 +7,6 @@ never touched). Pages behave like the real one: they re-join with `since` on
 every reconnect and retry unacked sends with the same client_id.
 """
 
-import os
 import threading
 import time
 import uuid
@@ -15,7 +14,6 @@ import uuid
 import pytest
 import requests
 from faults import (
-    RedisServer,
     Traffic,
     channel_locked,
     health,
@@ -30,18 +28,6 @@ pytestmark = pytest.mark.server
 HEALTHY = {"status": "ok", "database": "ok", "redis": "ok"}
 DEGRADED = {"status": "degraded", "database": "ok", "redis": "unavailable"}
 PRESENCE_TTL = 3
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    """A running redis-server of this test's own; killed after it."""
-    if not RedisServer.available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path)
-    yield server.start()
-    server.cleanup()
 
 
 @pytest.fixture
