@@ -585,3 +585,15 @@ def test_the_cli_refuses_bad_input_without_a_traceback(app, args, says):
     assert result.exit_code != 0
     assert says in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_retry_of_a_deleted_message_is_answered_with_its_tombstone(ann, client):
+    headers = {"Authorization": f"Bearer {token('ann')}"}
+    body = {"message": "oops", "client_id": "c-1"}
+    seq = client.post("/api/channels/lobby/messages", json=body, headers=headers)
+    ann.call("delete_message", {"channel": "lobby", "seq": seq.get_json()["seq"]})
+
+    retry = client.post("/api/channels/lobby/messages", json=body, headers=headers)
+
+    assert retry.get_json()["deleted"] is True
+    assert retry.get_json()["message"] == ""

@@ -248,7 +248,8 @@ class _Statements:
         text, author and author's user_id (null once pruned)."""
         return (
             "SELECT r.channel, r.client_id, r.message_id, r.seq, r.created_at,"
-            " m.body, m.author, m.user_id FROM receipts r"
+            " m.body, m.author, m.user_id, m.edited_at, m.deleted_at"
+            " FROM receipts r"
             " LEFT JOIN messages m ON m.id = r.message_id"
             f" WHERE (r.channel, r.client_id) IN (VALUES {self._rows(2, keys)})"
         )
@@ -356,9 +357,9 @@ def _retried(cursor, sql, drafts):
         if row is None:
             answers.append(None)
             continue
-        _, _, message_id, seq, created_at, body, author, user_id = row
-        if isinstance(created_at, str):  # SQLite's text
-            created_at = datetime.fromisoformat(created_at)
+        _, _, message_id, seq, created_at, body, author, user_id = row[:8]
+        edited_at, deleted_at = (_moment(value) for value in row[8:])
+        created_at = _moment(created_at)
         # A pruned original is answered with the text and author as retried.
         pruned = body is None
         answers.append(
@@ -371,9 +372,16 @@ def _retried(cursor, sql, drafts):
                 draft.client_id,
                 created_at,
                 draft.user_id if pruned else user_id,
+                edited_at,
+                deleted_at is not None,
             )
         )
     return answers
+
+
+def _moment(value):
+    """A datetime as the driver hands it back (SQLite: text)."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def change_message(channel, seq, authorize, text=None, audit=None):
