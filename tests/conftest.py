@@ -11,6 +11,7 @@ import redis
 from clients import Member, Tab
 from faults import RedisServer
 from servers import ServerProcess, ThreadServer
+from tokens import token
 
 from app import create_app
 from app.extensions import db, socketio
@@ -86,6 +87,13 @@ def connect(app, client):
     for test_client in opened:
         if test_client.is_connected():
             test_client.disconnect()
+
+
+@pytest.fixture
+def verified(connect):
+    """Connect a tab as the person a token vouches for (the app needs
+    CHAT_TOKEN_SECRET=tokens.SECRET): `verified(sub, **claims)`."""
+    return lambda sub="ann", **claims: connect(auth={"token": token(sub, **claims)})
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ import importlib.util
 import pytest
 
 from servers import ROOT
-
-SECRET = "s" * 40
+from tokens import SECRET
 
 
 @pytest.fixture

@@ -16,25 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from app import create_app
 from conftest import settings
-
-SECRET = "s" * 40
-
-
-def token(sub="ann", secret=SECRET, algorithm="HS256", ttl=600, **claims):
-    """A token as a host site signs it."""
-    claims = {"sub": sub, "exp": int(time.time()) + ttl, **claims}
-    return jwt.encode(claims, secret, algorithm=algorithm)
+from tokens import SECRET, token
 
 
 @pytest.fixture
 def app_settings():
     return {"CHAT_TOKEN_SECRET": SECRET}
-
-
-@pytest.fixture
-def verified(connect):
-    """Connect a tab as a verified person: `verified(sub, **claims)`."""
-    return lambda sub="ann", **claims: connect(auth={"token": token(sub, **claims)})
 
 
 # Who a verified person is.

@@ -3,18 +3,12 @@ what members get, and what history serves afterwards."""
 
 import time
 
-import jwt
 import pytest
+from tokens import SECRET, token
 
 from app.extensions import socketio
 
-SECRET = "s" * 40
 API_KEY = "k" * 40
-
-
-def token(sub, **claims):
-    claims = {"sub": sub, "exp": int(time.time()) + 600, **claims}
-    return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
 @pytest.fixture

@@ -5,21 +5,15 @@ import threading
 import time
 import uuid
 
-import jwt
 import pytest
 import requests
 import socketio
+from tokens import SECRET, token
 
 pytestmark = pytest.mark.server
 
-SECRET = "s" * 40
 API_KEY = "k" * 40
 OPERATOR = {"X-API-Key": API_KEY}
-
-
-def token(sub, **claims):
-    claims = {"sub": sub, "exp": int(time.time()) + 600, **claims}
-    return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
 @pytest.fixture

@@ -2,31 +2,13 @@
 token that grants a private channel enters it, reads it or posts to it, and
 nobody else learns anything of it."""
 
-import time
-
-import jwt
 import pytest
-
-SECRET = "s" * 40
-
-
-def token(sub="ann", ttl=600, **claims):
-    claims = {"sub": sub, "exp": int(time.time()) + ttl, **claims}
-    return jwt.encode(claims, SECRET, algorithm="HS256")
-
-
-def bearer(**claims):
-    return {"Authorization": f"Bearer {token(**claims)}"}
+from tokens import SECRET, bearer, token
 
 
 @pytest.fixture
 def app_settings():
     return {"CHAT_TOKEN_SECRET": SECRET}
-
-
-@pytest.fixture
-def verified(connect):
-    return lambda sub="ann", **claims: connect(auth={"token": token(sub, **claims)})
 
 
 @pytest.fixture

@@ -84,13 +84,7 @@ def ban_seconds(value):
     """A ban's length: None (for good) or 1 to MAX_BAN_SECONDS seconds."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ChatError("invalid_seconds", "seconds must be a whole number")
-    if not 1 <= value <= MAX_BAN_SECONDS:
-        raise ChatError(
-            "invalid_seconds", f"seconds must be from 1 to {MAX_BAN_SECONDS}"
-        )
-    return value
+    return rules.whole_number(value, "seconds", 1, MAX_BAN_SECONDS)
 
 
 def reason_text(value):
@@ -107,13 +101,7 @@ def reason_text(value):
 
 def slow_mode_seconds(value):
     """Slow mode: 0 (off) to MAX_SLOW_MODE seconds between two messages."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ChatError("invalid_slow_mode", "slow_mode must be a whole number")
-    if not 0 <= value <= MAX_SLOW_MODE:
-        raise ChatError(
-            "invalid_slow_mode", f"slow_mode must be from 0 to {MAX_SLOW_MODE}"
-        )
-    return value
+    return rules.whole_number(value, "slow_mode", 0, MAX_SLOW_MODE)
 
 
 def user_id(value):

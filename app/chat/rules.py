@@ -146,17 +146,20 @@ CHANNELS_PER_PAGE = 50
 MAX_CHANNELS_PER_PAGE = 200
 
 
+def whole_number(value, name, low, high):
+    """A whole number from `low` to `high`, or `invalid_<name>`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ChatError(f"invalid_{name}", f"{name} must be a whole number")
+    if not low <= value <= high:
+        raise ChatError(f"invalid_{name}", f"{name} must be from {low} to {high}")
+    return value
+
+
 def page_size(value):
     """How many channels a page of the list holds: 1-200, 50 by default."""
     if value is None:
         return CHANNELS_PER_PAGE
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ChatError("invalid_limit", "limit must be a whole number")
-    if not 1 <= value <= MAX_CHANNELS_PER_PAGE:
-        raise ChatError(
-            "invalid_limit", f"limit must be from 1 to {MAX_CHANNELS_PER_PAGE}"
-        )
-    return value
+    return whole_number(value, "limit", 1, MAX_CHANNELS_PER_PAGE)
 
 
 # The largest seq a channel can reach: the database stores it in 32 bits.
@@ -168,20 +171,12 @@ def since_seq(value):
     0 to MAX_SEQ."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ChatError("invalid_since", "since must be a whole number >= 0")
-    if not 0 <= value <= MAX_SEQ:
-        raise ChatError("invalid_since", f"since must be from 0 to {MAX_SEQ}")
-    return value
+    return whole_number(value, "since", 0, MAX_SEQ)
 
 
 def seq(value):
     """The seq of a message: a whole number from 1 to MAX_SEQ."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ChatError("invalid_seq", "seq must be a whole number >= 1")
-    if not 1 <= value <= MAX_SEQ:
-        raise ChatError("invalid_seq", f"seq must be from 1 to {MAX_SEQ}")
-    return value
+    return whole_number(value, "seq", 1, MAX_SEQ)
 
 
 CLIENT_ID_MAX_LENGTH = 64
