@@ -8,9 +8,17 @@
 // every (re)connect until the server acks it, which it does once however
 // often it is sent. Refused ones stay on screen until retried or discarded.
 //
+// On a site that signs people in (settings.tokenUrl), the page speaks for
+// the person its token names: it connects only with a token, never as a
+// guest, renews the token before it expires, shows the token's name as
+// fixed, and marks the messages of every verified author. Without a token
+// URL it is a guest page, with a name of the person's choosing.
+//
 // Settings come from the page's JSON block (#chatSettings), rendered by the
-// server: the channel, its retention, and where the API and socket live.
+// server: the channel, its retention, and where the API, the socket and the
+// host site's token live.
 import { messageBox, fitToText } from "./composer.js";
+import { SignedOut, SiteToken, verifiedBadge } from "./identity.js";
 import { randomId, readStored, readText, storedList, writeStored, writeText } from "./storage.js";
 import { renderText } from "./text.js";
 import { localTime } from "./times.js";
@@ -28,6 +36,8 @@ const RETRY_MS = 3000; // wait after a transient refusal before trying again
 const OWN_KEPT = 500; // client_ids of own messages remembered across reloads
 const GROUPED_WITHIN_MS = 5 * 60 * 1000; // one name line for a run of messages
 const TRANSIENT = new Set(["unavailable", "rate_limited"]); // worth retrying as is
+const TOKEN_REFUSED = new Set(["invalid_token", "token_expired"]); // a new token may do
+const LONGEST_WAIT_MS = 30000; // between two tries when the site or its tokens keep failing
 const PERSON = /^[A-Za-z0-9_-]{1,64}$/;
 
 const KEYS = {
@@ -58,6 +68,9 @@ const nameInput = document.getElementById("nameInput");
 const nameError = document.getElementById("nameError");
 const notifyButton = document.getElementById("notifyMentions");
 const notifyNote = document.getElementById("notifyNote");
+const signedInLine = document.getElementById("signedIn");
+const signedInName = document.getElementById("signedInName");
+const sendButton = composer.querySelector("button[type=submit]");
 const baseTitle = document.title;
 
 let lastSeq = 0; // the highest seq shown; sent as `since` on reconnect
@@ -66,6 +79,14 @@ let caughtUp = false; // the first join's history is in: what comes now is news
 let myName = readText(KEYS.name); // the name others see (the server's guest name without one)
 let proposedName = null; // typed in the name field, not yet accepted by the server
 let person = personKey();
+// With a token URL: the host site's token for this person (null: a guest page).
+const siteToken = settings.tokenUrl ? new SiteToken(settings.tokenUrl) : null;
+let myUserId = null; // a verified person's id (the token's sub); null for a guest
+let tokenTrouble = 0; // tries in a row without a token the server took: the wait grows
+let refreshTrouble = 0; // renewals in a row the site did not answer
+let refreshTimer = 0;
+let renewOnClose = false; // the server closes this connection over its token: come back
+let denied = false; // the server refused us this (private) channel
 let present = []; // names of the channel's members, for @mentions
 const myIds = new Set(); // ids of messages this page sent
 const ownClientIds = new Set(); // client_ids this browser created
@@ -93,13 +114,34 @@ keptLine.textContent =
   "so a reload will not show them.";
 
 nameInput.value = myName;
+signedInName.after(verifiedBadge());
 
 // `io` comes from the socket.io client's own script, loaded before this module.
 const socket = io({
   path: settings.socketPath,
-  // Asked on every (re)connect: the last accepted name, and the person key.
-  auth: (send) => send(myName ? { name: myName, person } : { person }),
+  autoConnect: !siteToken, // a verified person's page connects once it has a token
+  auth: siteToken ? verifiedAuth : guestAuth,
 });
+
+// Asked on every (re)connect: the last accepted name, and the person key.
+function guestAuth(send) {
+  send(myName ? { name: myName, person } : { person });
+}
+
+// Asked on every (re)connect: a token good for a while yet (a new one when
+// the held one is due for renewal), and never a name: the token's is used.
+function verifiedAuth(send) {
+  siteToken.current().then(
+    (held) => {
+      signedIn(held);
+      send({ token: held.token, person });
+    },
+    (error) => {
+      socket.disconnect(); // no token, no connection: never a guest's
+      tokenUnavailable(error);
+    }
+  );
+}
 
 // A random key for the person using this browser: all their tabs send it,
 // so presence counts them once.
@@ -125,33 +167,49 @@ function loadOwn() {
   for (const id of storedList(KEYS.own)) ownClientIds.add(id);
 }
 
+// A verified person's messages are theirs from any browser (by user_id); a
+// guest's are those this browser sent, and never a verified author's.
 function isOwn(data) {
+  if (myUserId) return data.user_id === myUserId;
+  if (data.user_id != null) return false;
   return myIds.has(data.id) || (data.client_id != null && ownClientIds.has(data.client_id));
 }
 
-// Another tab of this browser may have sent messages or changed the name.
+// Another tab of this browser may have sent messages or changed the name
+// (a guest's: a verified person's name is their token's).
 window.addEventListener("storage", (event) => {
   if (event.key === KEYS.own) {
     loadOwn();
     for (const entry of room.querySelectorAll(".entry:not(.pending)")) {
-      if (ownClientIds.has(entry.dataset.clientId)) markOwn(entry);
+      const { clientId, userId } = entry.dataset;
+      if (isOwn({ client_id: clientId ?? null, user_id: userId ?? null })) markOwn(entry);
     }
-  } else if (event.key === KEYS.name && event.newValue && event.newValue !== myName) {
+  } else if (
+    !siteToken &&
+    event.key === KEYS.name &&
+    event.newValue &&
+    event.newValue !== myName
+  ) {
     proposedName = event.newValue;
     if (joined) join();
   }
 });
 
 // Connection state. Sending stays possible offline: messages wait as pending.
+// Signed out, or refused the channel, nobody here is shown either.
+
+const NOBODY_SHOWN = {
+  offline: "Offline: who is here shows again once you are back.",
+  "signed-out": "Who is here shows once you are signed in.",
+  denied: "\u00a0",
+};
 
 function setConnection(state, label) {
   connection.dataset.state = state;
   connection.textContent = label;
   main.dataset.connection = state;
   offlineBanner.hidden = state !== "offline";
-  if (state === "offline") {
-    presenceLine.textContent = "Offline: who is here shows again once you are back.";
-  }
+  if (state in NOBODY_SHOWN) presenceLine.textContent = NOBODY_SHOWN[state];
 }
 
 function showError(text) {
@@ -161,11 +219,13 @@ function showError(text) {
 
 socket.on("connect", () => {
   clearTimeout(reconnectTimer);
+  tokenTrouble = 0;
+  renewOnClose = false;
   setConnection("online", "Online");
   join();
 });
 
-socket.on("disconnect", () => {
+socket.on("disconnect", (reason) => {
   setConnection("offline", "Offline, reconnecting…");
   joined = false;
   sending = null; // its ack will never come; re-sent after the next join
@@ -174,14 +234,45 @@ socket.on("disconnect", () => {
   clearTimeout(joinTimer);
   typists.clear();
   renderTyping();
+  // The server closed it over the token (expired, or a renewal refused):
+  // socket.io-client does not come back by itself from a server's close.
+  if (reason === "io server disconnect" && renewOnClose) connectLater(0);
 });
+
+// Connect now; a verified person's page once it has a token (asked first).
+function connectNow() {
+  if (!siteToken) {
+    socket.connect();
+    return;
+  }
+  siteToken.current().then(() => socket.connect(), tokenUnavailable);
+}
+
+function connectLater(delay) {
+  clearTimeout(reconnectTimer);
+  reconnectTimer = setTimeout(connectNow, delay);
+}
+
+// 1 s, 2 s, 4 s ... up to LONGEST_WAIT_MS, after the nth failure in a row.
+function backoff(failures) {
+  return Math.min(LONGEST_WAIT_MS, 1000 * 2 ** Math.max(failures - 1, 0));
+}
 
 // A network failure: the client retries by itself. A refusal by the server
 // ({code, message} as data): the client stops, so fix what we can and try
-// again, at once for a refused name (connecting without it).
+// again, at once for a refused name (connecting without it) or token (with
+// a new one).
 socket.on("connect_error", (error) => {
-  setConnection("offline", "Offline, reconnecting…");
   const refusal = error.data;
+  if (refusal && refusal.code === "unauthorized") {
+    signInNeeded();
+    return;
+  }
+  setConnection("offline", "Offline, reconnecting…");
+  if (siteToken && refusal && TOKEN_REFUSED.has(refusal.code)) {
+    tokenRefused(refusal);
+    return;
+  }
   if (refusal && refusal.code === "invalid_name") {
     nameRefused(refusal.message, { forget: true });
   } else if (refusal && refusal.code === "invalid_person") {
@@ -193,14 +284,156 @@ socket.on("connect_error", (error) => {
     console.info("Channel Chat: cannot connect yet:", error.message);
   }
   if (!socket.active) {
-    clearTimeout(reconnectTimer);
-    const delay = refusal && refusal.code.startsWith("invalid_") ? 0 : RETRY_MS;
-    reconnectTimer = setTimeout(() => socket.connect(), delay);
+    connectLater(refusal && refusal.code.startsWith("invalid_") ? 0 : RETRY_MS);
   }
 });
 
+// Verified people: the token from the host site, kept current.
+
+// The token names the person: theirs is a fixed name, not the name form's,
+// and their messages are theirs by user_id. Renewed before it expires.
+function signedIn(held) {
+  showVerified(held.claims.name || held.claims.sub, held.claims.sub);
+  scheduleRefresh(held);
+}
+
+function showVerified(name, userId) {
+  if (myUserId && userId !== myUserId) {
+    // Someone else signed in on this browser: start over as them.
+    window.location.reload();
+    return;
+  }
+  myUserId = userId;
+  nameForm.hidden = true;
+  signedInName.textContent = name;
+  signedInLine.hidden = false;
+  setMyName(name);
+}
+
+// No token: nobody is signed in at the site (say so, and wait for them), or
+// the site could not say (try again, later each time).
+function tokenUnavailable(error) {
+  if (error instanceof SignedOut) {
+    signInNeeded();
+    return;
+  }
+  console.warn("Channel Chat: no token from the site:", error.message);
+  tokenTrouble += 1;
+  setConnection("offline", "Cannot check your sign-in; retrying…");
+  connectLater(backoff(tokenTrouble));
+}
+
+// The server refused the token (it expired on the way, or it is not one the
+// server takes): a new one at once, then later each time it is refused again.
+function tokenRefused(refusal) {
+  console.warn("Channel Chat: the server refused the token:", refusal.message);
+  siteToken.forget();
+  clearTimeout(refreshTimer); // nothing to renew: the next connect gets a new one
+  tokenTrouble += 1;
+  if (tokenTrouble >= 3) showError(`Your sign-in was not accepted: ${refusal.message}`);
+  connectLater(tokenTrouble === 1 ? 0 : backoff(tokenTrouble - 1));
+}
+
+// Stay disconnected: a guest may not join this chat, or this page connects
+// only with a token. Back on the tab after signing in, it tries again.
+function signInNeeded() {
+  clearTimeout(reconnectTimer);
+  clearTimeout(refreshTimer);
+  setConnection("signed-out", "Sign in to chat");
+  showError(
+    siteToken
+      ? "You are not signed in. Sign in on the site, then come back here: the chat connects by itself."
+      : "Only people signed in at the site may use this chat."
+  );
+}
+
+window.addEventListener("focus", () => {
+  if (siteToken && connection.dataset.state === "signed-out") connectNow();
+});
+
+// Renewal: a new token before the held one expires, handed to the server
+// on this connection (`refresh`), or on the next connect.
+function scheduleRefresh(held) {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refreshToken, held.renewAt - Date.now());
+}
+
+async function refreshToken() {
+  let held;
+  try {
+    held = await siteToken.renew();
+  } catch (error) {
+    // Signed out meanwhile: this connection lasts until its token expires,
+    // and the reconnect after that says so. Otherwise try again shortly.
+    console.warn("Channel Chat: could not renew the token:", error.message);
+    refreshTrouble += 1;
+    if (!(error instanceof SignedOut)) {
+      refreshTimer = setTimeout(refreshToken, backoff(refreshTrouble));
+    }
+    return;
+  }
+  refreshTrouble = 0;
+  signedIn(held);
+  if (socket.connected) sendRefresh(held);
+}
+
+function sendRefresh(held) {
+  socket.timeout(SEND_TIMEOUT_MS).emit("refresh", { token: held.token }, (error, ack) => {
+    if (error) {
+      // No ack in time: again. Disconnected: the next connect sends it.
+      if (socket.connected) retryRefresh(held, RETRY_MS);
+    } else if (ack.ok) {
+      refreshed(ack);
+    } else if (TOKEN_REFUSED.has(ack.code)) {
+      tokenEnded(); // the server closes the connection; the reconnect gets a new one
+    } else {
+      retryRefresh(held, retryDelay(ack));
+    }
+  });
+}
+
+function retryRefresh(held, delay) {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(() => {
+    if (socket.connected) sendRefresh(held);
+  }, delay);
+}
+
+// The new token may no longer open this channel: the server has taken us
+// out of it (`left`).
+function refreshed(ack) {
+  if (Array.isArray(ack.left) && ack.left.includes(channel)) {
+    joined = false;
+    accessDenied(`You no longer have access to #${channel}.`);
+  }
+}
+
+// The server is ending this connection over its token: the reconnect that
+// follows asks the site for a new one.
+function tokenEnded() {
+  siteToken?.forget();
+  clearTimeout(refreshTimer);
+  renewOnClose = true;
+}
+
+// A private channel this person's token does not open: say so, and stay
+// out (joining again would be refused again) until the next connection.
+function accessDenied(message) {
+  denied = true;
+  clearTimeout(joinTimer);
+  setConnection("denied", "No access");
+  showError(message);
+  setComposerEnabled(false);
+}
+
+function setComposerEnabled(enabled) {
+  input.disabled = !enabled;
+  sendButton.disabled = !enabled;
+}
+
 // Joining and catching up. A name typed in the header goes with the join,
-// and becomes the page's name only once the server accepts it.
+// and becomes the page's name only once the server accepts it. A verified
+// person sends none: theirs is the token's (user_id in the ack).
 
 function join() {
   const payload = { channel };
@@ -211,8 +444,13 @@ function join() {
     if (!ack.ok) return joinRefused(ack, name);
     joined = true;
     showError("");
+    if (denied) {
+      denied = false;
+      setComposerEnabled(true);
+    }
     if (name) nameAccepted(ack.name);
     if (proposedName && proposedName !== name) return join(); // typed meanwhile
+    if (ack.user_id != null) showVerified(ack.name, ack.user_id);
     setMyName(ack.name);
     showPresence(ack);
     if (!ack.recovered) return startOver(payload.since);
@@ -228,6 +466,10 @@ function joinRefused(ack, name) {
   if (ack.code === "invalid_name" && name) {
     nameRefused(ack.message);
     if (!joined) join(); // that join carried the refused name: again without it
+    return;
+  }
+  if (ack.code === "forbidden") {
+    accessDenied(`You do not have access to #${channel}.`);
     return;
   }
   showError(ack.message);
@@ -281,6 +523,7 @@ function messageElement(data) {
   entry.dataset.seq = data.seq;
   entry.dataset.id = data.id;
   entry.dataset.author = data.author ?? "";
+  if (data.user_id != null) entry.dataset.userId = data.user_id;
   entry.dataset.at = data.created_at;
   if (data.client_id != null) entry.dataset.clientId = data.client_id;
   const meta = document.createElement("header");
@@ -289,18 +532,22 @@ function messageElement(data) {
   time.dateTime = data.created_at;
   time.textContent = when.short;
   time.title = when.long;
-  meta.append(authorElement(data.author || "anonymous"), " ", time);
+  meta.append(...authorElements(data.author || "anonymous", data.user_id), " ", time);
   entry.append(meta, textElement(data.message, entry));
   if (isOwn(data)) markOwn(entry);
   return entry;
 }
 
-function authorElement(name) {
+// The author's name; a verified author's (a user_id) marked and followed
+// by the badge that no guest's name has.
+function authorElements(name, userId) {
   const author = document.createElement("span");
   author.className = "author";
   author.dir = "auto";
   author.textContent = name;
-  return author;
+  if (userId == null) return [author];
+  author.classList.add("verified");
+  return [author, verifiedBadge()];
 }
 
 function textElement(message, entry) {
@@ -344,7 +591,9 @@ function markOwn(entry) {
 }
 
 // Consecutive messages of one author within a few minutes share one name
-// line; the others' name lines stay for screen readers, off screen.
+// line; the others' name lines stay for screen readers, off screen. One
+// author is one name and one user_id: a guest who takes a verified
+// person's name gets a name line of their own.
 function regroup(entry) {
   if (!entry || !entry.classList.contains("entry")) return;
   const previous = entry.previousElementSibling;
@@ -353,6 +602,7 @@ function regroup(entry) {
     previous !== null &&
     previous.matches(".entry:not(.pending)") &&
     previous.dataset.author === entry.dataset.author &&
+    previous.dataset.userId === entry.dataset.userId &&
     previous.classList.contains("own") === entry.classList.contains("own") &&
     new Date(entry.dataset.at) - new Date(previous.dataset.at) < GROUPED_WITHIN_MS;
   entry.classList.toggle("continued", continued);
@@ -443,7 +693,14 @@ document.addEventListener("visibilitychange", () => {
 
 socket.on("chat_error", (error) => {
   // A refused message shows its reason on its own entry, and a refused
-  // join in its ack; a refused typing notice is nobody's business.
+  // join in its ack; a refused typing notice is nobody's business. A token
+  // that expired unrenewed (or a renewal refused) ends the connection: the
+  // page comes back with a new one.
+  if (error.event === "refresh") {
+    if (TOKEN_REFUSED.has(error.code)) tokenEnded();
+    else console.warn("Channel Chat: token renewal refused:", error.message);
+    return;
+  }
   if (error.event === "typing") console.warn("Channel Chat: typing refused:", error.message);
   else if (error.event !== "send_message" && error.event !== "join") showError(error.message);
 });
@@ -514,7 +771,7 @@ function pendingElement(record) {
   const meta = document.createElement("header");
   const status = document.createElement("span");
   status.className = "status";
-  meta.append(authorElement(myName || "You"), " ", status);
+  meta.append(...authorElements(myName || "You", myUserId), " ", status);
   const reason = document.createElement("p");
   reason.className = "reason";
   const actions = document.createElement("div");
@@ -850,7 +1107,10 @@ switcher.addEventListener("focus", () => switcher.select());
 
 async function suggestChannels() {
   try {
-    const response = await fetch(settings.channelsUrl);
+    // A chat for signed-in people only answers the API to a token.
+    const held = siteToken && (await siteToken.current());
+    const headers = held ? { Authorization: `Bearer ${held.token}` } : {};
+    const response = await fetch(settings.channelsUrl, { headers });
     if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
     const list = document.getElementById("activeChannels");
     for (const active of (await response.json()).channels) {
@@ -874,4 +1134,5 @@ for (const item of storedPending()) {
   queue({ clientId: item.clientId, message: item.message, failed });
 }
 showNotifySetting();
+if (siteToken) connectNow(); // the token first; a guest page connected at once
 suggestChannels();

@@ -3,6 +3,8 @@
 The `browser` fixture itself is in conftest.py.
 """
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,10 @@ import pytest
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ROOT / "docs" / "screenshots"  # the README's
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 
 # Servers the pages talk to ping every 5 s with 5 s to answer. A server that
 # stops while a page is moving from long-polling to a WebSocket leaves
@@ -18,6 +23,17 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 # learns that the server is gone from the heartbeat alone, which takes the
 # ping interval plus the timeout (45 s with the defaults).
 QUICK_HEARTBEAT = {"PING_INTERVAL": "5", "PING_TIMEOUT": "5"}
+
+
+def joined(page, timeout=20_000):
+    """Wait until the page is online and its join is acked: the presence
+    line, which the join's ack fills, counts who is online. (Online alone
+    is not joined: what is posted before the ack arrives in the history,
+    which keeps only the channel's newest messages.)"""
+    expect(page.locator("#connection")).to_have_attribute(
+        "data-state", "online", timeout=timeout
+    )
+    expect(page.locator("#presence")).to_contain_text(" online: ", timeout=timeout)
 
 
 def send(page, text):
@@ -36,3 +52,29 @@ def say(page, text):
 def delivered(page):
     """The texts of the messages the server delivered: no pending ones."""
     return page.locator(".chat-room .entry:not(.pending) .message")
+
+
+def screenshot(page, name, readme=False):
+    """Save a screenshot in test-artifacts/. The README's go to
+    docs/screenshots/ too when missing or with SAVE_SCREENSHOTS=1 (they show
+    the time of day, so saving them on every run would change them on
+    every run)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / name)
+    if readme and (
+        os.environ.get("SAVE_SCREENSHOTS") == "1" or not (SCREENSHOTS / name).exists()
+    ):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ARTIFACTS / name, SCREENSHOTS / name)
+
+
+def serious_violations(page):
+    """axe-core's serious and critical findings on the page, as text."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("""async () => {
+        const result = await axe.run(document, {resultTypes: ["violations"]});
+        return result.violations
+            .filter(v => ["serious", "critical"].includes(v.impact))
+            .map(v => `${v.id}: ${v.nodes.map(n => n.target.join(" ")).join(", ")}`);
+    }""")
+    return found

@@ -1,7 +1,9 @@
 """Fixtures: an app on an in-memory database, its HTTP and Socket.IO clients."""
 
+import itertools
 import os
 import random
+import re
 import shutil
 import uuid
 
@@ -130,6 +132,16 @@ def broadcasts(services):
     fake = FakeBroadcaster()
     services.messages.publish = fake.message
     return fake.sent
+
+
+_channels = itertools.count(1)  # for the channel fixture
+
+
+@pytest.fixture
+def channel(request):
+    """A channel of this test's own."""
+    words = re.sub(r"[^\w-]", "-", request.node.name.removeprefix("test_"))
+    return f"t{next(_channels)}-{words[:40]}"
 
 
 @pytest.fixture
@@ -283,7 +295,7 @@ def open_page(browser, server):
     """Open the chat's channel page in a fresh browser context of the
     module's `server`, connected; with a name, as someone who chose that name
     before; `on` another server."""
-    from browsing import expect  # Playwright: only for the browser tests
+    from browsing import joined  # Playwright: only for the browser tests
 
     contexts = []
 
@@ -293,7 +305,7 @@ def open_page(browser, server):
             contexts[-1].add_init_script(f"localStorage.setItem('chat.name', {name!r})")
         page = contexts[-1].new_page()
         page.goto(f"{on.url}/chat?channel={channel}")
-        expect(page.locator("#connection")).to_have_attribute("data-state", "online")
+        joined(page)
         return page
 
     yield open_channel

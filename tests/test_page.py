@@ -7,15 +7,20 @@ One server process serves the whole module (each test has a channel of its
 own); it keeps 5 messages per channel, so retention shows after a few.
 """
 
-import itertools
-import os
 import re
-import shutil
 
 import pytest
 import requests
-from browsing import ARTIFACTS, QUICK_HEARTBEAT, delivered, expect, say
-from servers import ROOT, ServerProcess
+from browsing import (
+    joined,
+    QUICK_HEARTBEAT,
+    delivered,
+    expect,
+    say,
+    screenshot,
+    serious_violations,
+)
+from servers import ServerProcess
 
 pytestmark = pytest.mark.server
 
@@ -23,8 +28,6 @@ HISTORY_LIMIT = 5
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2}
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 SIZES = {"phone": PHONE, "desktop": DESKTOP}
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
-SCREENSHOTS = ROOT / "docs" / "screenshots"  # the README's
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +40,6 @@ def server(tmp_path_factory):
     server.start()
     yield server
     server.stop()
-
-
-_channels = itertools.count(1)
-
-
-@pytest.fixture
-def channel(request):
-    """A channel of this test's own."""
-    words = re.sub(r"[^\w-]", "-", request.node.name.removeprefix("test_"))
-    return f"t{next(_channels)}-{words[:40]}"
 
 
 @pytest.fixture
@@ -95,9 +88,7 @@ def open_page(new_browser, server, channel):
 
 
 def online(page):
-    expect(page.locator("#connection")).to_have_attribute(
-        "data-state", "online", timeout=20_000
-    )
+    joined(page)
 
 
 def post(server, channel, text, author=None):
@@ -291,7 +282,7 @@ def test_a_refused_name_shows_why_and_the_last_accepted_name_stays(open_page):
     name.press("Enter")
     expect(error).to_be_hidden()
     expect(name).not_to_have_attribute("aria-invalid", "true")
-    page.wait_for_function("localStorage.getItem('chat.name') === 'Sam'")
+    page.wait_for_function("() => localStorage.getItem('chat.name') === 'Sam'")
     say(page, "now Sam")
     expect(page.locator(".entry .author")).to_have_text(["ann", "Sam"])
 
@@ -508,39 +499,13 @@ def test_desktop_notifications_of_mentions_are_opt_in(open_page, new_browser, ch
     expect(bob.locator("#notifyMentions")).to_have_attribute("aria-pressed", "true")
     say(ann, "@bob after")
 
-    bob.wait_for_function("window.shown.length === 1")
+    bob.wait_for_function("() => window.shown.length === 1")
     assert bob.evaluate("window.shown") == [
         [f"ann mentioned you in #{channel}", "@bob after"]
     ]
 
 
 # 9 and 11. Looks in both themes and sizes, checked by axe-core.
-
-
-def screenshot(page, name, readme=False):
-    """Save a screenshot in test-artifacts/. The README's go to
-    docs/screenshots/ too when missing or with SAVE_SCREENSHOTS=1 (they show
-    the time of day, so saving them on every run would change them on
-    every run)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=ARTIFACTS / name)
-    if readme and (
-        os.environ.get("SAVE_SCREENSHOTS") == "1" or not (SCREENSHOTS / name).exists()
-    ):
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ARTIFACTS / name, SCREENSHOTS / name)
-
-
-def serious_violations(page):
-    """axe-core's serious and critical findings on the page, as text."""
-    page.add_script_tag(path=str(AXE))
-    found = page.evaluate("""async () => {
-        const result = await axe.run(document, {resultTypes: ["violations"]});
-        return result.violations
-            .filter(v => ["serious", "critical"].includes(v.impact))
-            .map(v => `${v.id}: ${v.nodes.map(n => n.target.join(" ")).join(", ")}`);
-    }""")
-    return found
 
 
 def luminance(css_color):
