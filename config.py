@@ -97,6 +97,9 @@ class Config:
     CHAT_MAX_CHANNELS_PER_CONNECTION = int(
         os.environ.get("CHAT_MAX_CHANNELS_PER_CONNECTION", "50")
     )
+    # Who may read /metrics besides loopback and the operator API's key:
+    # comma-separated CIDR networks, such as "10.0.0.0/8".
+    CHAT_METRICS_ALLOW = os.environ.get("CHAT_METRICS_ALLOW", "")
     # The operator API's key (X-API-Key); unset, the operator API is off.
     CHAT_API_KEY = os.environ.get("CHAT_API_KEY") or None
     # Seconds after posting that a verified author may still edit a message.

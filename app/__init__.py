@@ -16,6 +16,7 @@ from app.chat.presence import LocalPresence, Presence, RedisPresence
 from app.chat.rate_limits import Rates
 from app.chat.services import Chat
 from app.extensions import database_options, db, migrate, socketio
+from app.metrics import Metrics, networks
 from app.realtime.archive import Archive
 from app.realtime.delivery import ChatManager, ChatRedisManager
 from app.realtime.namespace import ChatNamespace
@@ -39,6 +40,7 @@ def create_app(config_class=None):
     check_secret_key(app)
     app.json = TolerantJSONProvider(app)
     register_extensions(app)
+    register_metrics(app)
     register_proxies(app)
     register_services(app)
     register_blueprints(app)
@@ -92,6 +94,16 @@ def register_extensions(app):
     wire.install(app, socketio)
 
 
+def register_metrics(app):
+    """Count what an operator watches (app.metrics), per process."""
+    metrics = Metrics(allowed=networks(app.config["CHAT_METRICS_ALLOW"]))
+    server = socketio.server
+    metrics.watch(lambda: len(server.eio.sockets), app.extensions["chat_redis"])
+    server.manager.metrics = metrics
+    server.eio.dispatch.timed["send_message"] = metrics.send_seconds.observe
+    app.extensions["chat_metrics"] = metrics
+
+
 def register_proxies(app):
     """Trust X-Forwarded-For and -Proto from PROXY_COUNT proxies in front,
     so that rate limits count the client's address, not the proxy's."""
@@ -112,7 +124,13 @@ def register_services(app):
     # hold up the others; SQLite writes one transaction at a time, blocking
     # the process meanwhile, so there every channel shares each batch.
     per_channel = config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
-    posting = Messages(rooms.message, rates, config, per_channel=per_channel)
+    posting = Messages(
+        rooms.message,
+        rates,
+        config,
+        per_channel=per_channel,
+        stored=app.extensions["chat_metrics"].stored,
+    )
     presence = Presence(
         _presence_store(app),
         rooms,
@@ -173,6 +191,7 @@ def register_errorhandlers(app):
 
     @app.errorhandler(ChatError)
     def refused(error):
+        app.extensions["chat_metrics"].refused(error.code)
         headers = {}
         if error.retry_after is not None:
             headers["Retry-After"] = str(error.retry_after)
@@ -195,4 +214,5 @@ def register_commands(app):
 def register_socket_events(app):
     """Serve the chat's events on the default namespace."""
     membership = app.extensions["chat"].membership
-    socketio.on_namespace(ChatNamespace("/", app, membership))
+    refused = app.extensions["chat_metrics"].refused
+    socketio.on_namespace(ChatNamespace("/", app, membership, refused))

@@ -63,3 +63,8 @@ def test_pages_and_api_through_nginx(nginx):
 
     assert page.status_code == 200 and 'class="chat-room"' in page.text
     assert posted.status_code == 201
+
+
+def test_metrics_are_not_served_through_nginx(nginx, backends):
+    assert requests.get(f"{nginx.url}/metrics", timeout=10).status_code == 404
+    assert requests.get(f"{backends[0].url}/metrics", timeout=10).status_code == 200

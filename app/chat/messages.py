@@ -39,9 +39,10 @@ class Messages:
     batched into transactions of their own (app.chat.group_commit).
     """
 
-    def __init__(self, publish, rates, config, per_channel=False):
+    def __init__(self, publish, rates, config, per_channel=False, stored=None):
         self.publish = publish
         self.rates = rates
+        self.stored = stored  # a counter of committed messages (app.metrics)
         self.max_length = config["CHAT_MAX_MESSAGE_LENGTH"]
         self.history_limit = config["CHAT_HISTORY_LIMIT"]
         self.retry_hours = config["CHAT_RETRY_HOURS"]
@@ -74,7 +75,17 @@ class Messages:
         return writer.submit(draft.channel if writer.keyed else None, draft)
 
     def _write(self, drafts):
-        return storage.write_messages(drafts, self.history_limit, self.publish)
+        published = []
+        publish = self.publish
+
+        def count_and_publish(message):
+            published.append(None)
+            publish(message)
+
+        answers = storage.write_messages(drafts, self.history_limit, count_and_publish)
+        if self.stored is not None:
+            self.stored.inc(len(published))
+        return answers
 
     def _count_if_new(self, channel, sender):
         """Count a new channel against the sender's limit before it is opened.

@@ -78,6 +78,7 @@ class OrderedMessages:
         self.archive = None
         # Who obeys commands to every process (app.chat.membership's obey).
         self.on_command = None
+        self.metrics = None  # app.metrics.Metrics: deliveries and repairs
         self.repair_interval = repair_interval
         self._due = set()  # rooms to repair as soon as possible
         self._wake = threading.Event()
@@ -112,7 +113,7 @@ class OrderedMessages:
         once (app.realtime.ledger): each message is encoded once, and the
         wire writes one frame of it to every member on a WebSocket. Then
         the changes that waited for them."""
-        self.ledger.deliver(
+        sent = self.ledger.deliver(
             room,
             messages,
             encode=lambda message: self._broadcast(MESSAGE_EVENT, message, namespace),
@@ -121,6 +122,8 @@ class OrderedMessages:
                 eio_sid, room, last_seq, namespace
             ),
         )
+        if sent and self.metrics is not None:
+            self.metrics.deliveries.inc(sent)
         for change in self.ledger.due(room):
             self.ledger.apply_due(
                 room, [change], self._change_sender(change, namespace)
@@ -240,7 +243,10 @@ class OrderedMessages:
             return None
 
     def _send_message(self, eio_sid, message, namespace):
+        """Send a joiner one message of its history, or one held for it."""
         self._send(eio_sid, self._broadcast(MESSAGE_EVENT, message, namespace))
+        if self.metrics is not None:
+            self.metrics.deliveries.inc()
 
     def _send(self, eio_sid, broadcast):
         """Hand a message to one member's connection (app.wire)."""
@@ -282,6 +288,8 @@ class OrderedMessages:
                 self._deliver(missed, room, namespace)
             now = self.ledger.cursor(room)
             if missed and now is not None and now > cursor:
+                if self.metrics is not None:
+                    self.metrics.repairs.inc()
                 log.info(
                     "repaired %s: delivered up to seq %d from the database",
                     channel_of(room),

@@ -117,10 +117,12 @@ class Ledger:
         it was not sent: `send(eio_sid, encode(message))`, each message
         encoded once, at its first member; `resync(eio_sid, last_seq)`
         first for a member whose next seq skips. Held members keep them.
-        Messages at or below the room's cursor were delivered already."""
+        Messages at or below the room's cursor were delivered already.
+        Returns how many sends it made."""
         state = self.rooms.get(room)
         if state is None:
-            return
+            return 0
+        sent = 0
         members = list(state.members.values())
         last_seq = messages[-1]["seq"] if messages else None
         for message in messages:
@@ -143,8 +145,10 @@ class Ledger:
                 if encoded is None:
                     encoded = encode(message)
                 send(member.eio_sid, encoded)
+                sent += 1
             if cursor is not None:
                 state.cursor = seq
+        return sent
 
     def change(self, room, change, send, repairing=False):
         """Apply a change (ascending `change` numbers): `send(eio_sid)` for

@@ -23,6 +23,7 @@ def answered(handler):
         try:
             return handler(self, sid, *args[:1])
         except ChatError as error:
+            self.refused(error.code)
             self.tell(sid, "chat_error", {"event": event, **error.as_dict()})
             if error.closes:
                 self.disconnect(sid)
@@ -41,10 +42,11 @@ class ChatNamespace(Namespace):
     wake-up in one app context.
     """
 
-    def __init__(self, namespace, app, membership):
+    def __init__(self, namespace, app, membership, refused=lambda code: None):
         super().__init__(namespace)
         self.app = app
         self.membership = membership
+        self.refused = refused  # counts refusals by code (app.metrics)
 
     def trigger_event(self, event, *args):
         """Call on_<event>(sid, ...) in the app's context, if there is one:
@@ -72,6 +74,7 @@ class ChatNamespace(Namespace):
         try:
             self.membership.connect(sid, auth)
         except ChatError as error:
+            self.refused(error.code)
             raise ConnectionRefusedError(error.message, error.as_dict()) from None
 
     def on_disconnect(self, sid, reason=None):

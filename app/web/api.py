@@ -6,17 +6,21 @@ With CHAT_AUTH=required, every route but /healthz needs one.
 """
 
 from flask import Blueprint, current_app, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.chat import channels, health, messages, rules
 from app.chat.errors import ChatError
 from app.chat.rate_limits import Sender
+from app.metrics import may_read
+from app.web.keys import same_key
 from app.web import chat
 from app.web.security import require_same_origin
 
 bp = Blueprint("api", __name__)
 
-# Routes anyone may call, whatever CHAT_AUTH says: load balancers' checks.
-OPEN_ROUTES = {"api.healthz"}
+# Routes with rules of their own, whatever CHAT_AUTH says: load balancers'
+# health checks, and Prometheus's scrapes.
+OPEN_ROUTES = {"api.healthz", "api.metrics"}
 
 
 @bp.before_request
@@ -125,6 +129,19 @@ def _post(channel, message, author=None, client_id=None):
     except ChatError:
         services.slow_mode.unmark(channel, slowed)  # nothing stored: not counted
         raise
+
+
+@bp.get("/metrics")
+def metrics():
+    """This process's metrics, in Prometheus's text format: for loopback,
+    CHAT_METRICS_ALLOW's networks, and the operator API's key."""
+    counted = current_app.extensions["chat_metrics"]
+    key = current_app.config["CHAT_API_KEY"]
+    given = request.headers.get("X-API-Key")
+    allowed = may_read(request.remote_addr, counted.allowed)
+    if not (allowed or (key and given and same_key(given, key))):
+        raise ChatError("forbidden", "metrics are for the chat's operators", status=403)
+    return counted.exposition(), 200, {"Content-Type": CONTENT_TYPE_LATEST}
 
 
 def _bearer_token():

@@ -13,6 +13,8 @@ DISCONNECT, acks, binary events, other namespaces, and anything unusual) goes
 to python-socketio as before, which refuses what breaks the protocol.
 """
 
+from time import perf_counter
+
 from socketio import packet
 
 from app.wire.packets import ProtocolError, payload_fits
@@ -26,6 +28,9 @@ class EventDispatch:
 
     def __init__(self, server):
         self.server = server
+        # Event name -> observe(seconds) of the time from its dispatch to
+        # its ack written (app.metrics: chat_send_seconds).
+        self.timed = {}
         self.manager = server.manager
         self.json = server.packet_class.json
         self.library = server._handle_eio_message  # python-socketio's way
@@ -36,6 +41,8 @@ class EventDispatch:
         if event is None:
             return self.library(socket.sid, data)
         ack_id, payload = event
+        observe = self.timed.get(payload[0])
+        started = perf_counter() if observe is not None else 0.0
         server, manager = self.server, self.manager
         sid = manager.sid_from_eio_sid(socket.sid, _NAMESPACE)
         if not manager.is_connected(sid, _NAMESPACE):
@@ -51,6 +58,8 @@ class EventDispatch:
         else:
             values = [answer]
         socket.send_text(f"{packet.ACK}{ack_id}{self.json.dumps(values)}")
+        if observe is not None:
+            observe(perf_counter() - started)
         return None
 
     def _event(self, eio_sid, data):
