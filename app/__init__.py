@@ -129,7 +129,7 @@ def register_services(app):
         rates,
         config,
         per_channel=per_channel,
-        stored=app.extensions["chat_metrics"].stored,
+        metrics=app.extensions["chat_metrics"],
     )
     presence = Presence(
         _presence_store(app),

@@ -39,10 +39,10 @@ class Messages:
     batched into transactions of their own (app.chat.group_commit).
     """
 
-    def __init__(self, publish, rates, config, per_channel=False, stored=None):
+    def __init__(self, publish, rates, config, per_channel=False, metrics=None):
         self.publish = publish
         self.rates = rates
-        self.stored = stored  # a counter of committed messages (app.metrics)
+        self.metrics = metrics  # counts committed messages (app.metrics)
         self.max_length = config["CHAT_MAX_MESSAGE_LENGTH"]
         self.history_limit = config["CHAT_HISTORY_LIMIT"]
         self.retry_hours = config["CHAT_RETRY_HOURS"]
@@ -83,8 +83,8 @@ class Messages:
             publish(message)
 
         answers = storage.write_messages(drafts, self.history_limit, count_and_publish)
-        if self.stored is not None:
-            self.stored.inc(len(published))
+        if self.metrics is not None:
+            self.metrics.stored += len(published)
         return answers
 
     def _count_if_new(self, channel, sender):

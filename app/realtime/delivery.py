@@ -122,8 +122,8 @@ class OrderedMessages:
                 eio_sid, room, last_seq, namespace
             ),
         )
-        if sent and self.metrics is not None:
-            self.metrics.deliveries.inc(sent)
+        if self.metrics is not None:
+            self.metrics.deliveries += sent
         for change in self.ledger.due(room):
             self.ledger.apply_due(
                 room, [change], self._change_sender(change, namespace)
@@ -246,7 +246,7 @@ class OrderedMessages:
         """Send a joiner one message of its history, or one held for it."""
         self._send(eio_sid, self._broadcast(MESSAGE_EVENT, message, namespace))
         if self.metrics is not None:
-            self.metrics.deliveries.inc()
+            self.metrics.deliveries += 1
 
     def _send(self, eio_sid, broadcast):
         """Hand a message to one member's connection (app.wire)."""
@@ -289,7 +289,7 @@ class OrderedMessages:
             now = self.ledger.cursor(room)
             if missed and now is not None and now > cursor:
                 if self.metrics is not None:
-                    self.metrics.repairs.inc()
+                    self.metrics.repairs += 1
                 log.info(
                     "repaired %s: delivered up to seq %d from the database",
                     channel_of(room),
