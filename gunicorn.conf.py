@@ -46,14 +46,18 @@ class ChatWorker(GeventWebSocketWorker):
 
 
 def _close_connections():
-    """Close every Engine.IO socket without waiting for its queue to drain:
-    a long-polling client with no poll outstanding would never drain it,
-    and the sockets after it would stay open until graceful_timeout."""
+    """Close every Engine.IO transport without waiting for its queue to
+    drain (a long-polling client with no poll outstanding would never drain
+    it, and the sockets after it would stay open until graceful_timeout),
+    and without Engine.IO's CLOSE packet: a client told CLOSE takes it as
+    the server ending its session for good and does not reconnect
+    (python-engineio's client), whereas a transport that just ends is one to
+    reconnect, at once, elsewhere or to the restarted process."""
     from app.extensions import socketio
 
     eio = socketio.server.eio
     for socket in list(eio.sockets.values()):
-        socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+        socket.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
 
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"

@@ -260,6 +260,15 @@ def redis_server(tmp_path):
     server.cleanup()
 
 
+@pytest.fixture
+def nginx_binary():
+    """Debian's nginx, which `make test` installs."""
+    found = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
+    if found is None:
+        unreachable("nginx", "it is not installed; `make test` installs it")
+    return found
+
+
 def _redis(number):
     return redis.Redis(host="127.0.0.1", port=6379, db=number, socket_timeout=5)
 

@@ -276,10 +276,15 @@ class Page:
     with the same client_id until it is acked.
     """
 
-    def __init__(self, url, channel, name):
+    def __init__(self, url, channel, name, transports=("websocket",)):
         self.url = url
         self.channel = channel
         self.name = name
+        self.transports = list(transports)
+        # When its connection last dropped (None while joined), and the
+        # longest time it spent without one.
+        self.down_since = None
+        self.longest_outage = 0.0
         self.arrivals = []
         self.join_acks = []
         self.resyncs = []
@@ -303,7 +308,7 @@ class Page:
         """Connect by WebSocket and wait until the first join is acked."""
         self.client.connect(
             self.url,
-            transports=["websocket"],
+            transports=self.transports,
             auth={"name": self.name},
             wait_timeout=timeout,
         )
@@ -331,6 +336,10 @@ class Page:
     def _on_join(self, ack):
         self.join_acks.append(ack)
         if isinstance(ack, dict) and ack.get("ok"):
+            if self.down_since is not None:
+                outage = time.monotonic() - self.down_since
+                self.longest_outage = max(self.longest_outage, outage)
+                self.down_since = None
             self.joined.set()
         else:
             # A refused join (say the database is briefly down): ask again.
@@ -347,6 +356,8 @@ class Page:
 
     def _on_disconnect(self, *reason):
         self.joined.clear()
+        if self.down_since is None:
+            self.down_since = time.monotonic()
         with self.lock:
             for answered in self.waiting:
                 answered.set()
@@ -430,12 +441,24 @@ class Traffic:
     """
 
     def __init__(
-        self, urls, database_url, members=18, channels=3, senders=6, interval=0.1
+        self,
+        urls,
+        database_url,
+        members=18,
+        channels=3,
+        senders=6,
+        interval=0.1,
+        transports=(("websocket",),),
     ):
         self.database_url = database_url
         self.channels = [f"room-{number}" for number in range(channels)]
         self.pages = [
-            Page(urls[i % len(urls)], self.channels[i % channels], f"member-{i}")
+            Page(
+                urls[i % len(urls)],
+                self.channels[i % channels],
+                f"member-{i}",
+                transports[i % len(transports)],
+            )
             for i in range(members)
         ]
         self.senders = self.pages[:senders]

@@ -203,10 +203,11 @@ class Nginx:
     def _site(self, backends):
         """deploy/nginx.conf, listening here and proxying to `backends`."""
         site = (ROOT / "deploy" / "nginx.conf").read_text()
+        options = re.search(r"    server 127\.0\.0\.1:\d+([^;]*);", site).group(1)
         servers = "".join(
-            f"    server 127.0.0.1:{server.port};\n" for server in backends
+            f"    server 127.0.0.1:{server.port}{options};\n" for server in backends
         )
-        site = re.sub(r"(    server 127\.0\.0\.1:\d+;\n)+", servers, site)
+        site = re.sub(r"(    server 127\.0\.0\.1:\d+[^;]*;\n)+", servers, site)
         return site.replace("listen 80;", f"listen 127.0.0.1:{self.port};")
 
     def _main(self):

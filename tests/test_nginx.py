@@ -1,23 +1,10 @@
 """deploy/nginx.conf in front of two production processes, with real nginx."""
 
-import os
-import shutil
-
 import pytest
 import requests
 from servers import Nginx
 
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture
-def nginx_binary():
-    found = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("nginx is missing; `make test` installs it")
-        pytest.skip("nginx is not installed")
-    return found
 
 
 @pytest.fixture

@@ -133,7 +133,12 @@ class ChatSocket(Socket):
 
     def send_text(self, text):
         """Send a Socket.IO packet (text): as one frame onto the WebSocket,
-        or as a packet into the long-polling queue."""
+        or as a packet into the long-polling queue. Nothing, once the
+        connection has closed: an ack for a connection closed while its
+        message was being stored is lost with it (its client sends the
+        message again, with its client_id, and is acked then)."""
+        if self.closed or self.closing:
+            return
         websocket = self.websocket
         if websocket is None:
             self.send(packet.Packet(packet.MESSAGE, text))
