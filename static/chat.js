@@ -14,11 +14,32 @@
 // fixed, and marks the messages of every verified author. Without a token
 // URL it is a guest page, with a name of the person's choosing.
 //
+// Moderation: a verified author edits (within the edit window) and deletes
+// their own messages, a moderator deletes anyone's, and every member sees
+// the change in place. A ban is shown with its reason and end, and the page
+// stays disconnected; slow mode holds a message back and sends it once the
+// wait, counted down by the message box, is over.
+//
 // Settings come from the page's JSON block (#chatSettings), rendered by the
-// server: the channel, its retention, and where the API, the socket and the
-// host site's token live.
+// server: the channel, its retention, the edit window, and where the API,
+// the socket and the host site's token live.
 import { messageBox, fitToText } from "./composer.js";
 import { SignedOut, SiteToken, verifiedBadge } from "./identity.js";
+import {
+  SlowModeLine,
+  askToDelete,
+  banWords,
+  closePanel,
+  openEditor,
+  panelBusy,
+  panelOpen,
+  panelRefused,
+  revealToolsOnTap,
+  setTools,
+  showDeleted,
+  showEdited,
+  toolOf,
+} from "./moderation.js";
 import { randomId, readStored, readText, storedList, writeStored, writeText } from "./storage.js";
 import { renderText } from "./text.js";
 import { localTime } from "./times.js";
@@ -38,6 +59,10 @@ const GROUPED_WITHIN_MS = 5 * 60 * 1000; // one name line for a run of messages
 const TRANSIENT = new Set(["unavailable", "rate_limited"]); // worth retrying as is
 const TOKEN_REFUSED = new Set(["invalid_token", "token_expired"]); // a new token may do
 const LONGEST_WAIT_MS = 30000; // between two tries when the site or its tokens keep failing
+const EDIT_WINDOW_MS = settings.editWindowSeconds * 1000; // after posting, its author may edit
+const KICKED_WAIT_MS = 5000; // an operator disconnected us: back after this
+const BAN_END_AT_LEAST_MS = 30000; // a ban's end by our clock: try no sooner than this
+const LONGEST_TIMER_MS = 2 ** 31 - 1; // setTimeout's limit (24.8 days)
 const PERSON = /^[A-Za-z0-9_-]{1,64}$/;
 
 const KEYS = {
@@ -71,6 +96,9 @@ const notifyNote = document.getElementById("notifyNote");
 const signedInLine = document.getElementById("signedIn");
 const signedInName = document.getElementById("signedInName");
 const sendButton = composer.querySelector("button[type=submit]");
+const banBanner = document.getElementById("banBanner");
+const slowLine = new SlowModeLine(document.getElementById("slowMode"));
+const typedHere = input.placeholder;
 const baseTitle = document.title;
 
 let lastSeq = 0; // the highest seq shown; sent as `since` on reconnect
@@ -87,6 +115,10 @@ let refreshTrouble = 0; // renewals in a row the site did not answer
 let refreshTimer = 0;
 let renewOnClose = false; // the server closes this connection over its token: come back
 let denied = false; // the server refused us this (private) channel
+let moderator = false; // the token says role "moderator": may delete any message
+let banned = false; // the server refused us for a ban: stay away until it ends
+let kicked = false; // an operator closed this connection: come back in a while
+let slowMode = 0; // the channel's slow mode (seconds) as the join told
 let present = []; // names of the channel's members, for @mentions
 const myIds = new Set(); // ids of messages this page sent
 const ownClientIds = new Set(); // client_ids this browser created
@@ -99,6 +131,7 @@ let joinTimer = 0;
 let reconnectTimer = 0;
 let focusInBox = false; // where the person was typing, to return there
 const messageTexts = new WeakMap(); // .message element -> the message's text
+const editExpiry = new WeakMap(); // entry -> the timer that hides its Edit once too late
 
 // Messages typed here and not yet shown as delivered, oldest first:
 // {clientId, message, failed, id, seq, entry}. `failed` is a permanent
@@ -172,6 +205,10 @@ function loadOwn() {
 function isOwn(data) {
   if (myUserId) return data.user_id === myUserId;
   if (data.user_id != null) return false;
+  return sentHere(data);
+}
+
+function sentHere(data) {
   return myIds.has(data.id) || (data.client_id != null && ownClientIds.has(data.client_id));
 }
 
@@ -180,7 +217,7 @@ function isOwn(data) {
 window.addEventListener("storage", (event) => {
   if (event.key === KEYS.own) {
     loadOwn();
-    for (const entry of room.querySelectorAll(".entry:not(.pending)")) {
+    for (const entry of room.querySelectorAll(".entry:not(.pending):not(.deleted)")) {
       const { clientId, userId } = entry.dataset;
       if (isOwn({ client_id: clientId ?? null, user_id: userId ?? null })) markOwn(entry);
     }
@@ -202,6 +239,7 @@ const NOBODY_SHOWN = {
   offline: "Offline: who is here shows again once you are back.",
   "signed-out": "Who is here shows once you are signed in.",
   denied: "\u00a0",
+  banned: "\u00a0",
 };
 
 function setConnection(state, label) {
@@ -221,12 +259,14 @@ socket.on("connect", () => {
   clearTimeout(reconnectTimer);
   tokenTrouble = 0;
   renewOnClose = false;
+  kicked = false;
+  if (banned) banEnded();
   setConnection("online", "Online");
   join();
 });
 
 socket.on("disconnect", (reason) => {
-  setConnection("offline", "Offline, reconnecting…");
+  if (!banned) setConnection("offline", "Offline, reconnecting…");
   joined = false;
   sending = null; // its ack will never come; re-sent after the next join
   clearTimeout(retryTimer);
@@ -234,9 +274,12 @@ socket.on("disconnect", (reason) => {
   clearTimeout(joinTimer);
   typists.clear();
   renderTyping();
-  // The server closed it over the token (expired, or a renewal refused):
-  // socket.io-client does not come back by itself from a server's close.
-  if (reason === "io server disconnect" && renewOnClose) connectLater(0);
+  // The server closed it over the token (expired, or a renewal refused),
+  // or an operator did: socket.io-client does not come back by itself from
+  // a server's close. A ban's close is for good (until the ban ends).
+  if (reason !== "io server disconnect" || banned) return;
+  if (renewOnClose) connectLater(0);
+  else if (kicked) connectLater(KICKED_WAIT_MS);
 });
 
 // Connect now; a verified person's page once it has a token (asked first).
@@ -268,6 +311,10 @@ socket.on("connect_error", (error) => {
     signInNeeded();
     return;
   }
+  if (refusal && refusal.code === "banned") {
+    showBanned(refusal.message);
+    return;
+  }
   setConnection("offline", "Offline, reconnecting…");
   if (siteToken && refusal && TOKEN_REFUSED.has(refusal.code)) {
     tokenRefused(refusal);
@@ -291,10 +338,19 @@ socket.on("connect_error", (error) => {
 // Verified people: the token from the host site, kept current.
 
 // The token names the person: theirs is a fixed name, not the name form's,
-// and their messages are theirs by user_id. Renewed before it expires.
+// and their messages are theirs by user_id; it may make them a moderator.
+// Renewed before it expires.
 function signedIn(held) {
   showVerified(held.claims.name || held.claims.sub, held.claims.sub);
+  setModerator(held.claims.role === "moderator");
   scheduleRefresh(held);
+}
+
+function setModerator(isModerator) {
+  if (isModerator === moderator) return;
+  moderator = isModerator;
+  slowLine.set(slowMode, moderator);
+  updateAllTools();
 }
 
 function showVerified(name, userId) {
@@ -303,7 +359,10 @@ function showVerified(name, userId) {
     window.location.reload();
     return;
   }
-  myUserId = userId;
+  if (!myUserId) {
+    myUserId = userId;
+    updateAllTools();
+  }
   nameForm.hidden = true;
   signedInName.textContent = name;
   signedInLine.hidden = false;
@@ -423,12 +482,50 @@ function accessDenied(message) {
   clearTimeout(joinTimer);
   setConnection("denied", "No access");
   showError(message);
-  setComposerEnabled(false);
+  updateComposer();
 }
 
-function setComposerEnabled(enabled) {
-  input.disabled = !enabled;
-  sendButton.disabled = !enabled;
+// Nothing can be sent while the channel is refused us or we are banned.
+function updateComposer() {
+  const refused = denied || banned;
+  input.disabled = refused;
+  sendButton.disabled = refused;
+  input.placeholder = banned ? "You cannot send messages while you are banned" : typedHere;
+}
+
+// Banned: the server says why and until when (in its refusal, or in
+// `chat_error` before it closes the connection). Say so plainly, with the
+// end in local time, and stay disconnected; once the ban is over by this
+// browser's clock, try once more.
+function showBanned(message) {
+  banned = true;
+  for (const timer of [reconnectTimer, refreshTimer, retryTimer, joinTimer]) clearTimeout(timer);
+  retryTimer = 0;
+  const ban = banWords(message);
+  const title = document.createElement("strong");
+  title.textContent = ban.title;
+  const lines = [title];
+  if (ban.reason) lines.push(document.createElement("br"), ban.reason);
+  if (ban.until) {
+    lines.push(document.createElement("br"), "This page reconnects by itself once it ends.");
+  }
+  banBanner.replaceChildren(...lines);
+  banBanner.hidden = false;
+  setConnection("banned", "Banned");
+  showError("");
+  updateComposer();
+  showEmptyHint();
+  for (const entry of room.querySelectorAll(".entry.editing, .entry.confirming")) closePanel(entry);
+  if (socket.connected) socket.disconnect();
+  const wait = ban.until ? Math.max(ban.until - Date.now() + 2000, BAN_END_AT_LEAST_MS) : Infinity;
+  if (wait <= LONGEST_TIMER_MS) connectLater(wait);
+}
+
+function banEnded() {
+  banned = false;
+  banBanner.hidden = true;
+  updateComposer();
+  showEmptyHint();
 }
 
 // Joining and catching up. A name typed in the header goes with the join,
@@ -446,14 +543,17 @@ function join() {
     showError("");
     if (denied) {
       denied = false;
-      setComposerEnabled(true);
+      updateComposer();
     }
     if (name) nameAccepted(ack.name);
     if (proposedName && proposedName !== name) return join(); // typed meanwhile
     if (ack.user_id != null) showVerified(ack.name, ack.user_id);
     setMyName(ack.name);
     showPresence(ack);
+    slowMode = ack.slow_mode || 0;
+    slowLine.set(slowMode, moderator);
     if (!ack.recovered) return startOver(payload.since);
+    if (payload.since) catchUpChanges(); // made while we were away
     caughtUp = true;
     dropPruned(ack.last_seq);
     showEmptyHint();
@@ -490,10 +590,13 @@ function startOver(since) {
     if (Number(entry.dataset.seq) > since) {
       removeEntry(entry); // sent with the refused catch-up; comes again
     } else {
-      // Read before the gap, numbered in a way that may not last.
+      // Read before the gap, numbered in a way that may not last: what
+      // the server numbers so now may be another message.
       entry.dataset.earlierSeq = entry.dataset.seq;
       delete entry.dataset.seq;
       delete entry.dataset.id;
+      closePanel(entry);
+      updateTools(entry);
     }
   }
   const firstPending = room.querySelector(".entry.pending");
@@ -534,7 +637,16 @@ function messageElement(data) {
   time.title = when.long;
   meta.append(...authorElements(data.author || "anonymous", data.user_id), " ", time);
   entry.append(meta, textElement(data.message, entry));
+  if (data.deleted) {
+    // No author any more, but on the side of the log it was on, for the
+    // browser that sent it.
+    showDeleted(entry);
+    if (sentHere(data)) entry.classList.add("own");
+    return entry;
+  }
+  if (data.edited_at) showEdited(entry, data.edited_at);
   if (isOwn(data)) markOwn(entry);
+  updateTools(entry);
   return entry;
 }
 
@@ -599,6 +711,7 @@ function regroup(entry) {
   const previous = entry.previousElementSibling;
   const continued =
     !entry.classList.contains("pending") &&
+    !entry.classList.contains("deleted") &&
     previous !== null &&
     previous.matches(".entry:not(.pending)") &&
     previous.dataset.author === entry.dataset.author &&
@@ -628,8 +741,9 @@ function markRetained() {
   regroup(after);
 }
 
+// "Say hello!" to whoever may: not to someone banned.
 function showEmptyHint() {
-  emptyHint.hidden = room.querySelector(".entry") !== null;
+  emptyHint.hidden = banned || room.querySelector(".entry") !== null;
 }
 
 function nearBottom() {
@@ -646,7 +760,7 @@ socket.on("message", (data) => {
   if (data.channel !== channel || data.seq <= lastSeq) return; // shown already
   lastSeq = data.seq;
   const record = recordOf(data);
-  const own = Boolean(record) || isOwn(data);
+  const own = data.deleted ? sentHere(data) : Boolean(record) || isOwn(data);
   const follow = nearBottom() || own;
   if (record) drop(record); // its delivered entry replaces it
   const entry = messageElement(data);
@@ -664,7 +778,7 @@ socket.on("message", (data) => {
     jumpButton.hidden = false;
   }
   const mentionsMe = entry.classList.contains("mentions-me");
-  if (document.hidden && !own) {
+  if (document.hidden && !own && !data.deleted) {
     unread += 1;
     if (mentionsMe) unreadMentions += 1;
     showUnread();
@@ -691,19 +805,185 @@ document.addEventListener("visibilitychange", () => {
   }
 });
 
+// Events whose refusals their acks bring to where they belong: a refused
+// message on its own entry, an edit or a delete in its panel, a join in
+// its ack.
+const ANSWERED_IN_PLACE = new Set(["send_message", "edit_message", "delete_message", "join"]);
+
 socket.on("chat_error", (error) => {
-  // A refused message shows its reason on its own entry, and a refused
-  // join in its ack; a refused typing notice is nobody's business. A token
-  // that expired unrenewed (or a renewal refused) ends the connection: the
-  // page comes back with a new one.
+  // A refused typing notice is nobody's business. A token that expired
+  // unrenewed (or a renewal refused) ends the connection: the page comes
+  // back with a new one. So does an operator's disconnect, after a while;
+  // a ban's is for good.
   if (error.event === "refresh") {
     if (TOKEN_REFUSED.has(error.code)) tokenEnded();
     else console.warn("Channel Chat: token renewal refused:", error.message);
     return;
   }
-  if (error.event === "typing") console.warn("Channel Chat: typing refused:", error.message);
-  else if (error.event !== "send_message" && error.event !== "join") showError(error.message);
+  if (error.event === "connect" && error.code === "banned") {
+    showBanned(error.message);
+  } else if (error.event === "connect" && error.code === "disconnected") {
+    kicked = true;
+    showError("An operator disconnected you. Reconnecting in a few seconds…");
+  } else if (error.event === "typing") {
+    console.warn("Channel Chat: typing refused:", error.message);
+  } else if (!ANSWERED_IN_PLACE.has(error.event)) {
+    showError(error.message);
+  }
 });
+
+// Edits and deletes. A verified person's own messages have Edit (within
+// the edit window) and Delete; a moderator's page has Delete on every
+// message; a guest's page has neither. The server has the last word: what
+// it refuses says why in place.
+
+function updateAllTools() {
+  for (const entry of room.querySelectorAll(".entry:not(.pending)")) updateTools(entry);
+}
+
+function updateTools(entry) {
+  const live = Boolean(myUserId) && entry.dataset.seq !== undefined && !entry.matches(".deleted");
+  const own = live && entry.dataset.userId === myUserId;
+  const editableFor = own ? Date.parse(entry.dataset.at) + EDIT_WINDOW_MS - Date.now() : 0;
+  setTools(entry, { edit: editableFor > 0, remove: own || (live && moderator) });
+  clearTimeout(editExpiry.get(entry));
+  if (editableFor > 0 && editableFor < LONGEST_TIMER_MS) {
+    // Edit goes once the window closes (by this browser's clock).
+    editExpiry.set(entry, setTimeout(() => updateTools(entry), editableFor + 100));
+  }
+}
+
+// The entry showing the message numbered `seq` now (not one read before a
+// gap, whose numbering may be another's).
+function shownEntry(seq) {
+  return room.querySelector(`.entry:not(.pending)[data-seq="${Number(seq)}"]`);
+}
+
+function messageEdited(entry, message, editedAt) {
+  fillText(entry.querySelector(":scope > .message"), message, entry);
+  showEdited(entry, editedAt);
+}
+
+function messageDeleted(entry) {
+  const hadFocus = entry.contains(document.activeElement);
+  clearTimeout(editExpiry.get(entry));
+  showDeleted(entry);
+  regroup(entry);
+  regroup(entry.nextElementSibling);
+  if (hadFocus) room.focus();
+}
+
+socket.on("message_edited", (change) => {
+  const entry = change.channel === channel && shownEntry(change.seq);
+  if (entry && !entry.matches(".deleted")) messageEdited(entry, change.message, change.edited_at);
+});
+
+socket.on("message_deleted", (change) => {
+  const entry = change.channel === channel && shownEntry(change.seq);
+  if (entry && !entry.matches(".deleted")) messageDeleted(entry);
+});
+
+// A re-join's catch-up brings the messages posted while we were away, not
+// the edits and deletes of those we already show: read what the channel
+// keeps as it stands now (the API), and bring those up to date.
+async function catchUpChanges() {
+  if (!room.querySelector(".entry[data-seq]:not(.pending)")) return;
+  try {
+    const held = siteToken && (await siteToken.current());
+    const headers = held ? { Authorization: `Bearer ${held.token}` } : {};
+    const response = await fetch(settings.messagesUrl, { headers, cache: "no-store" });
+    if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+    for (const data of (await response.json()).messages) {
+      const entry = shownEntry(data.seq);
+      // The same message (a database reset renumbers), not deleted already.
+      if (!entry || entry.matches(".deleted") || Number(entry.dataset.id) !== data.id) continue;
+      if (data.deleted) messageDeleted(entry);
+      else if (data.edited_at && (entry.dataset.editedAt ?? "") < data.edited_at) {
+        messageEdited(entry, data.message, data.edited_at);
+      }
+    }
+  } catch (error) {
+    console.warn("Channel Chat: could not read the changes made while away:", error);
+  }
+}
+
+room.addEventListener("click", (event) => {
+  const tool = event.target.closest(".entry > .tools button[data-action]");
+  if (!tool) return;
+  const entry = tool.closest(".entry");
+  if (tool.dataset.action === "edit-message") startEditing(entry);
+  else if (tool.dataset.action === "delete-message") confirmDelete(entry);
+});
+revealToolsOnTap(room);
+
+// Not now: offline, or not (yet) back in the channel.
+function unreachable(entry) {
+  if (joined && socket.connected) return false;
+  panelRefused(entry, "You are offline: try again once you are back.");
+  return true;
+}
+
+function startEditing(entry) {
+  const seq = Number(entry.dataset.seq);
+  const before = messageTexts.get(entry.querySelector(":scope > .message"));
+  openEditor(entry, before, {
+    maxLength: settings.maxMessageLength,
+    cancel: () => stopEditing(entry),
+    save: (typed) => {
+      // As the server stores it: trimmed, with \n line ends, in NFC.
+      const message = typed.replace(/\r\n/g, "\n").normalize("NFC").trim();
+      if (message === before) stopEditing(entry);
+      else if (!message) panelRefused(entry, "A message needs some text: delete it instead.");
+      else if (!unreachable(entry)) saveEdit(entry, seq, message);
+    },
+  });
+}
+
+function stopEditing(entry) {
+  closePanel(entry);
+  (toolOf(entry, "edit-message") || room).focus();
+}
+
+function saveEdit(entry, seq, message) {
+  panelBusy(entry, true);
+  const payload = { channel, seq, message };
+  socket.timeout(SEND_TIMEOUT_MS).emit("edit_message", payload, (error, ack) => {
+    if (!panelOpen(entry)) return; // deleted, or cancelled, meanwhile
+    panelBusy(entry, false);
+    if (error) panelRefused(entry, "The server did not answer: try again.");
+    else if (!ack.ok) panelRefused(entry, `Not saved: ${ack.message}`);
+    else {
+      messageEdited(entry, message, ack.edited_at);
+      stopEditing(entry);
+    }
+  });
+}
+
+function confirmDelete(entry) {
+  const seq = Number(entry.dataset.seq);
+  const whose =
+    entry.dataset.userId === myUserId ? "this message" : `${entry.dataset.author}’s message`;
+  askToDelete(entry, `Delete ${whose} for everyone?`, {
+    cancel: () => {
+      closePanel(entry);
+      (toolOf(entry, "delete-message") || room).focus();
+    },
+    confirm: () => {
+      if (!unreachable(entry)) deleteMessage(entry, seq);
+    },
+  });
+}
+
+function deleteMessage(entry, seq) {
+  panelBusy(entry, true);
+  socket.timeout(SEND_TIMEOUT_MS).emit("delete_message", { channel, seq }, (error, ack) => {
+    if (!panelOpen(entry)) return;
+    panelBusy(entry, false);
+    if (error) panelRefused(entry, "The server did not answer: try again.");
+    else if (!ack.ok) panelRefused(entry, `Not deleted: ${ack.message}`);
+    else messageDeleted(entry);
+  });
+}
 
 // Pending messages: kept in localStorage from the moment they are typed
 // until the server acks them, so a reload or a crash loses none.
@@ -797,7 +1077,10 @@ function actionButton(action, label, title) {
 function showStatus(record) {
   const { entry } = record;
   entry.classList.toggle("failed", Boolean(record.failed));
-  entry.querySelector(".status").textContent = record.failed ? "Not sent" : "Sending…";
+  let status = "Sending…";
+  if (record.failed) status = "Not sent";
+  else if (record.slowed) status = "Waiting: slow mode";
+  entry.querySelector(".status").textContent = status;
   entry.querySelector(".reason").textContent = record.failed ? record.failed.message : "";
   entry.querySelector(".reason").hidden = !record.failed;
   entry.querySelector(".actions").hidden = !record.failed;
@@ -826,6 +1109,10 @@ function retryDelay(ack) {
 
 function send(record) {
   sending = record;
+  if (record.slowed) {
+    record.slowed = false;
+    showStatus(record);
+  }
   const payload = { channel, message: record.message, client_id: record.clientId };
   socket.timeout(SEND_TIMEOUT_MS).emit("send_message", payload, (error, ack) => {
     if (sending === record) sending = null;
@@ -835,6 +1122,7 @@ function send(record) {
       return;
     }
     if (ack.ok) confirmed(record, ack);
+    else if (ack.code === "slow_mode") return slowed(record, ack);
     else if (TRANSIENT.has(ack.code)) return retryLater(retryDelay(ack));
     else refused(record, ack);
     sendNext();
@@ -849,11 +1137,23 @@ function confirmed(record, ack) {
   record.seq = ack.seq;
   lastTypingSent = 0; // typing after this is news, and the server lets it through
   unstorePending(record.clientId);
+  if (slowMode && !moderator) slowLine.wait(slowMode); // the next one waits this long
   const shown = room.querySelector(`.entry:not(.pending)[data-id="${ack.id}"]`);
   if (shown) {
     markOwn(shown);
     drop(record);
   }
+}
+
+// Too soon in slow mode: not refused for good. It stays pending, first in
+// line, and goes out by itself once the wait the server gave is over.
+function slowed(record, ack) {
+  const wait = Math.max(Number(ack.retry_after) || 0, 1);
+  record.slowed = true;
+  showStatus(record);
+  slowLine.on();
+  slowLine.wait(wait);
+  retryLater(wait * 1000);
 }
 
 function refused(record, ack) {

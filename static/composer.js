@@ -4,6 +4,15 @@
 
 /** Wire `input` (a textarea) in `form`: Enter submits, the box grows. */
 export function messageBox(form, input) {
+  enterSubmits(form, input);
+  window.addEventListener("resize", () => fitToText(input));
+}
+
+/**
+ * Enter in `input` submits `form` (Shift+Enter starts a new line; an input
+ * method's Enter only ends its composition), and the box grows with its text.
+ */
+export function enterSubmits(form, input) {
   input.addEventListener("keydown", (event) => {
     if (event.key !== "Enter" || event.shiftKey || event.altKey) return;
     // keyCode 229 is what some browsers report for keys an IME is handling.
@@ -12,7 +21,6 @@ export function messageBox(form, input) {
     form.requestSubmit();
   });
   input.addEventListener("input", () => fitToText(input));
-  window.addEventListener("resize", () => fitToText(input));
   fitToText(input);
 }
 

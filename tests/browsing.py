@@ -3,7 +3,9 @@
 The `browser` fixture itself is in conftest.py.
 """
 
+import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -23,6 +25,41 @@ AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 # learns that the server is gone from the heartbeat alone, which takes the
 # ping interval plus the timeout (45 s with the defaults).
 QUICK_HEARTBEAT = {"PING_INTERVAL": "5", "PING_TIMEOUT": "5"}
+
+
+# What the chat's page renders from CHAT_TOKEN_URL: its settings, and the
+# name form it hides.
+SETTINGS = re.compile(
+    r'(<script type="application/json" id="chatSettings">)(.*?)(</script>)', re.S
+)
+HIDDEN_NAME_FORM = '<form class="name-form" autocomplete="off" hidden>'
+
+
+def host_site(context, path, mint):
+    """Play the host site for a browser: answer its requests for the chat's
+    token URL (`path`, as CHAT_TOKEN_URL) with `{token: mint()}`, a new token
+    each time, as a site answers for the person signed in there."""
+    context.route(f"**{path}", lambda route: route.fulfill(json={"token": mint()}))
+
+
+def guest_pages(context):
+    """Serve this browser the chat's page as a deployment without
+    CHAT_TOKEN_URL renders it: a guest's page, with the name form."""
+
+    def without_token_url(route):
+        response = route.fetch()
+        html = response.text()
+        assert HIDDEN_NAME_FORM in html and SETTINGS.search(html)
+        html = html.replace(HIDDEN_NAME_FORM, HIDDEN_NAME_FORM.replace(" hidden", ""))
+        route.fulfill(response=response, body=SETTINGS.sub(_guest_settings, html))
+
+    context.route(lambda url: "/chat?" in url, without_token_url)
+
+
+def _guest_settings(match):
+    settings = json.loads(match.group(2))
+    settings["tokenUrl"] = None
+    return match.group(1) + json.dumps(settings) + match.group(3)
 
 
 def joined(page, timeout=20_000):
