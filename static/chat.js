@@ -102,6 +102,7 @@ const typedHere = input.placeholder;
 const baseTitle = document.title;
 
 let lastSeq = 0; // the highest seq shown; sent as `since` on reconnect
+let lastChange = null; // the channel's last edit or delete as of the last join
 let joined = false; // joined on this connection: sending is allowed
 let caughtUp = false; // the first join's history is in: what comes now is news
 let myName = readText(KEYS.name); // the name others see (the server's guest name without one)
@@ -312,7 +313,7 @@ socket.on("connect_error", (error) => {
     return;
   }
   if (refusal && refusal.code === "banned") {
-    showBanned(refusal.message);
+    showBanned(refusal);
     return;
   }
   setConnection("offline", "Offline, reconnecting…");
@@ -497,11 +498,11 @@ function updateComposer() {
 // `chat_error` before it closes the connection). Say so plainly, with the
 // end in local time, and stay disconnected; once the ban is over by this
 // browser's clock, try once more.
-function showBanned(message) {
+function showBanned(refusal) {
   banned = true;
   for (const timer of [reconnectTimer, refreshTimer, retryTimer, joinTimer]) clearTimeout(timer);
   retryTimer = 0;
-  const ban = banWords(message);
+  const ban = banWords(refusal);
   const title = document.createElement("strong");
   title.textContent = ban.title;
   const lines = [title];
@@ -535,6 +536,9 @@ function banEnded() {
 function join() {
   const payload = { channel };
   if (lastSeq) payload.since = lastSeq;
+  // The edits and deletes of what we show, made while we were away, come
+  // as message_edited and message_deleted before the ack.
+  if (lastSeq && lastChange !== null) payload.changes_since = lastChange;
   const name = proposedName;
   if (name) payload.name = name;
   socket.emit("join", payload, (ack) => {
@@ -552,8 +556,8 @@ function join() {
     showPresence(ack);
     slowMode = ack.slow_mode || 0;
     slowLine.set(slowMode, moderator);
+    lastChange = ack.last_change ?? null;
     if (!ack.recovered) return startOver(payload.since);
-    if (payload.since) catchUpChanges(); // made while we were away
     caughtUp = true;
     dropPruned(ack.last_seq);
     showEmptyHint();
@@ -821,7 +825,7 @@ socket.on("chat_error", (error) => {
     return;
   }
   if (error.event === "connect" && error.code === "banned") {
-    showBanned(error.message);
+    showBanned(error);
   } else if (error.event === "connect" && error.code === "disconnected") {
     kicked = true;
     showError("An operator disconnected you. Reconnecting in a few seconds…");
@@ -882,30 +886,6 @@ socket.on("message_deleted", (change) => {
   const entry = change.channel === channel && shownEntry(change.seq);
   if (entry && !entry.matches(".deleted")) messageDeleted(entry);
 });
-
-// A re-join's catch-up brings the messages posted while we were away, not
-// the edits and deletes of those we already show: read what the channel
-// keeps as it stands now (the API), and bring those up to date.
-async function catchUpChanges() {
-  if (!room.querySelector(".entry[data-seq]:not(.pending)")) return;
-  try {
-    const held = siteToken && (await siteToken.current());
-    const headers = held ? { Authorization: `Bearer ${held.token}` } : {};
-    const response = await fetch(settings.messagesUrl, { headers, cache: "no-store" });
-    if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
-    for (const data of (await response.json()).messages) {
-      const entry = shownEntry(data.seq);
-      // The same message (a database reset renumbers), not deleted already.
-      if (!entry || entry.matches(".deleted") || Number(entry.dataset.id) !== data.id) continue;
-      if (data.deleted) messageDeleted(entry);
-      else if (data.edited_at && (entry.dataset.editedAt ?? "") < data.edited_at) {
-        messageEdited(entry, data.message, data.edited_at);
-      }
-    }
-  } catch (error) {
-    console.warn("Channel Chat: could not read the changes made while away:", error);
-  }
-}
 
 room.addEventListener("click", (event) => {
   const tool = event.target.closest(".entry > .tools button[data-action]");

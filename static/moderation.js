@@ -235,11 +235,23 @@ export function panelRefused(entry, text) {
 }
 
 /**
- * A ban in words, from the server's refusal ("you are banned until
- * 2026-12-07T11:00:00.000Z: spam", or "... for good"): `{title, reason,
- * until}`, the end in this person's local time, `until` a Date or null.
+ * A ban in words, from the server's refusal (`{code, message, until,
+ * reason}`, `until` null for good): `{title, reason, until}`, the end in
+ * this person's local time, `until` a Date or null.
  */
-export function banWords(message) {
+export function banWords(refusal) {
+  if (refusal && "until" in refusal) {
+    const until = refusal.until ? new Date(refusal.until) : null;
+    const known = until && !Number.isNaN(until.getTime());
+    const end = refusal.until ? `until ${known ? localTime(refusal.until).long : refusal.until}` : "for good";
+    return {
+      title: `You are banned from this chat ${end}.`,
+      reason: refusal.reason ? `Reason: ${refusal.reason}` : "",
+      until: known ? until : null,
+    };
+  }
+  // A refusal in words only (from a server before `until` and `reason`).
+  const message = refusal?.message;
   const found = /^you are banned (for good|until (\S+?))(?:: ([\s\S]*))?$/.exec(message || "");
   if (!found) {
     return { title: "You are banned from this chat.", reason: message || "", until: null };

@@ -1,9 +1,12 @@
-"""Edits and deletes (app.chat.moderation) through the test client: who may,
-what members get, and what history serves afterwards."""
+"""Moderation (app.chat.moderation) through the test client and the
+operator API: edits and deletes (who may, what members get, what history
+serves afterwards), bans, disconnects, slow mode, presence, the CLI."""
 
 import time
 
 import pytest
+import requests
+import socketio as socketio_client
 from tokens import SECRET, token
 
 from app.extensions import socketio
@@ -591,3 +594,49 @@ def test_a_retry_of_a_deleted_message_is_answered_with_its_tombstone(ann, client
 
     assert retry.get_json()["deleted"] is True
     assert retry.get_json()["message"] == ""
+
+
+def test_a_banned_persons_connect_error_says_until_when_and_why(start_thread_server):
+    server = start_thread_server(CHAT_TOKEN_SECRET=SECRET, CHAT_API_KEY=API_KEY)
+    ban = requests.post(
+        f"{server.url}/api/users/ann/ban",
+        json={"seconds": 60, "reason": "spam"},
+        headers=operator(),
+        timeout=10,
+    ).json()
+    client = socketio_client.Client(reconnection=False)
+    refusals = []
+    client.on("connect_error", refusals.append)
+
+    with pytest.raises(socketio_client.exceptions.ConnectionError):
+        client.connect(
+            server.url, auth={"token": token("ann")}, transports=["websocket"]
+        )
+
+    refusal = refusals[0]["data"]
+    assert (refusal["code"], refusal["reason"]) == ("banned", "spam")
+    assert refusal["until"] == ban["until"]
+
+
+def test_a_rejoin_gets_the_changes_it_missed_while_away(ann, person):
+    bob = person("bob")
+    first = ann.send("lobby", "tpyo")["seq"]
+    second = ann.send("lobby", "oops")["seq"]
+    before = bob.call("join", {"channel": "lobby"})  # as at its last connect
+    bob.call("leave", {"channel": "lobby"})
+    ann.call("edit_message", {"channel": "lobby", "seq": first, "message": "typo"})
+    ann.call("delete_message", {"channel": "lobby", "seq": second})
+    bob.drain()
+
+    again = bob.join("lobby", since=second, changes_since=before["last_change"])
+
+    assert again["last_change"] == before["last_change"] + 2
+    assert bob.received("message") == []
+    assert [e["seq"] for e in bob.received("message_edited")] == [first]
+    assert bob.received("message_deleted") == [{"channel": "lobby", "seq": second}]
+
+
+def test_a_bad_changes_since_is_refused(ann):
+    ack = ann.call("join", {"channel": "lobby", "since": 0, "changes_since": -1})
+
+    assert ack["code"] == "invalid_changes_since"

@@ -11,6 +11,7 @@ class ChatError(Exception):
     """
 
     closes = False
+    details = None  # more fields of the refusal, such as a ban's `until`
 
     def __init__(self, code, message, status=400, retry_after=None):
         super().__init__(code, message, status, retry_after)
@@ -24,11 +25,10 @@ class ChatError(Exception):
 
     def as_dict(self):
         """The ``{code, message}`` every door reports, with ``retry_after``
-        when there is one."""
-        if self.retry_after is None:
-            return {"code": self.code, "message": self.message}
-        return {
-            "code": self.code,
-            "message": self.message,
-            "retry_after": self.retry_after,
-        }
+        when there is one, and any details."""
+        refusal = {"code": self.code, "message": self.message}
+        if self.retry_after is not None:
+            refusal["retry_after"] = self.retry_after
+        if self.details:
+            refusal.update(self.details)
+        return refusal

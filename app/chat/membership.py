@@ -69,10 +69,12 @@ class Membership:
         return self.people.get(member, GUEST)
 
     def join(self, member, sender, payload):
-        """`join {channel, since?, name?}`: enter the channel's room, get its
-        retained messages after `since` as `message` events, oldest first,
-        and announce the new presence. A `name` replaces the one given at
-        connect.
+        """`join {channel, since?, changes_since?, name?}`: enter the
+        channel's room, get its retained messages after `since` as `message`
+        events, oldest first (and, with `changes_since`, the `last_change`
+        of its previous join ack, the edits and deletes of earlier messages
+        made since), and announce the new presence. A `name` replaces the
+        one given at connect.
 
         Returns the joined channel `{channel, last_seq, recovered, name,
         count, members}`, or None when the connection closed meanwhile.
@@ -81,6 +83,7 @@ class Membership:
         fields = rules.fields(payload)
         channel = rules.channel_name(fields.get("channel"))
         since = rules.since_seq(fields.get("since"))
+        changes_since = rules.since_change(fields.get("changes_since"))
         name = self._new_name(member, fields.get("name"))
         self.person_of(member).check_access(channel)
         self._may_enter(member, channel)
@@ -104,11 +107,17 @@ class Membership:
             raise
         if not rooms.is_connected(member):
             return None  # it closed while the history was read: no ghost member
+        if since and changes_since is not None and found.last_change > changes_since:
+            # Edits and deletes of what it had before `since`, made while it
+            # was away; what came after `since` was sent as it stands now.
+            missed = messages.changes_after(channel, changes_since)
+            rooms.catch_up(member, [c for c in missed if c["seq"] <= since])
         present = self.presence.enter(channel, member)
         return {
             "channel": channel,
             "last_seq": found.last_seq,
             "recovered": found.recovered,
+            "last_change": found.last_change,
             "name": self.presence.name_of(member),
             "user_id": self.person_of(member).user_id,
             "slow_mode": self.slow.of(channel),
@@ -242,9 +251,7 @@ class Membership:
         """Do what every process was told to (app.chat.moderation): close a
         person's connections here (`kick`), or learn a channel's slow mode."""
         if command.get("kind") == "kick":
-            self._kick(
-                command.get("user_id"), command.get("code"), command.get("message")
-            )
+            self._kick(command.get("user_id"), command.get("refusal") or {})
         elif command.get("kind") == "slow_mode":
             self.slow.learn(command.get("channel"), command.get("slow_mode"))
 
@@ -254,18 +261,14 @@ class Membership:
         CHAT_REPAIR_INTERVAL (a second) or so."""
         for user_id, ban in self.bans.active().items():
             if user_id in self.by_user:
-                refusal = moderation_refusal(ban)
-                self._kick(user_id, refusal.code, refusal.message)
+                self._kick(user_id, moderation_refusal(ban).as_dict())
         self.slow.reload()
 
-    def _kick(self, user_id, code, message):
-        """Tell every connection here of a person why, and close it."""
+    def _kick(self, user_id, refusal):
+        """Tell every connection here of a person why (`chat_error` with the
+        refusal), and close it."""
         for member in list(self.by_user.get(user_id, ())):
-            self.rooms.tell(
-                member,
-                "chat_error",
-                {"event": "connect", "code": code, "message": message},
-            )
+            self.rooms.tell(member, "chat_error", {"event": "connect", **refusal})
             self.rooms.disconnect(member)
 
     def _become(self, member, person):

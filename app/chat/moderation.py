@@ -127,7 +127,9 @@ class Bans:
         until = FOREVER if seconds is None else now + timedelta(seconds=seconds)
         storage.keep_ban(sub, until, reason, actor, now)
         ban = {"user_id": sub, "until": timestamp(until), "reason": reason}
-        self.command({"kind": "kick", "user_id": sub, **refusal(ban).as_dict()})
+        self.command(
+            {"kind": "kick", "user_id": sub, "refusal": refusal(ban).as_dict()}
+        )
         return ban
 
     def unban(self, actor, sub):
@@ -142,8 +144,10 @@ class Bans:
             {
                 "kind": "kick",
                 "user_id": sub,
-                "code": "disconnected",
-                "message": "an operator disconnected you",
+                "refusal": {
+                    "code": "disconnected",
+                    "message": "an operator disconnected you",
+                },
             }
         )
 
@@ -162,10 +166,17 @@ class Bans:
 
 
 def refusal(ban):
-    """The `banned` refusal of a ban, saying why and until when."""
-    until = "for good" if ban["until"].startswith("9999") else f"until {ban['until']}"
+    """The `banned` refusal of a ban, saying why and until when: in words,
+    and as `until` (null for good) and `reason`."""
+    forever = ban["until"].startswith("9999")
+    until = "for good" if forever else f"until {ban['until']}"
     reason = f": {ban['reason']}" if ban["reason"] else ""
-    return ChatError("banned", f"you are banned {until}{reason}", status=403)
+    error = ChatError("banned", f"you are banned {until}{reason}", status=403)
+    error.details = {
+        "until": None if forever else ban["until"],
+        "reason": ban["reason"],
+    }
+    return error
 
 
 class SlowMode:

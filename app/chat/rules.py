@@ -174,6 +174,14 @@ def since_seq(value):
     return whole_number(value, "since", 0, MAX_SEQ)
 
 
+def since_change(value):
+    """The optional `changes_since`: the last change a client has, a whole
+    number from 0 to MAX_SEQ."""
+    if value is None:
+        return None
+    return whole_number(value, "changes_since", 0, MAX_SEQ)
+
+
 def seq(value):
     """The seq of a message: a whole number from 1 to MAX_SEQ."""
     return whole_number(value, "seq", 1, MAX_SEQ)

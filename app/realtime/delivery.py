@@ -37,6 +37,7 @@ from app.chat.errors import ChatError
 from app.realtime.rooms import (
     CHANGE_EVENT,
     COMMAND_EVENT,
+    change_event,
     channel_of,
     queue_notice,
 )
@@ -501,16 +502,3 @@ class ChatRedisManager(OrderedMessages, RedisManager):
             )
             return deliver(data[0], message["room"], message.get("namespace") or "/")
         return super()._handle_emit(message)
-
-
-def change_event(change):
-    """The event a member gets for a change: `message_deleted {channel,
-    seq}` or `message_edited {channel, seq, message, edited_at}`."""
-    if change["kind"] == "deleted":
-        return "message_deleted", {"channel": change["channel"], "seq": change["seq"]}
-    return "message_edited", {
-        "channel": change["channel"],
-        "seq": change["seq"],
-        "message": change["message"],
-        "edited_at": change["edited_at"],
-    }

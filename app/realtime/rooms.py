@@ -93,6 +93,11 @@ class Rooms:
         Membership.obey): through Redis when there is one."""
         self._manager.publish_command(command)
 
+    def catch_up(self, member, changes):
+        """Send a rejoining member the changes it missed while away."""
+        for change in changes:
+            self.tell(member, *change_event(change))
+
     def presence(self, presence):
         """Tell a channel's members who is in it: `presence {channel, count, members}`."""
         self.socketio.emit("presence", presence, to=room_of(presence["channel"]))
@@ -157,3 +162,16 @@ class QueuePublisher:
     def _publish(self, notice):
         encoded = json.dumps(notice)
         self.link.run("publish", lambda client: client.publish(self.channel, encoded))
+
+
+def change_event(change):
+    """The event a member gets for a change: `message_deleted {channel,
+    seq}` or `message_edited {channel, seq, message, edited_at}`."""
+    if change["kind"] == "deleted":
+        return "message_deleted", {"channel": change["channel"], "seq": change["seq"]}
+    return "message_edited", {
+        "channel": change["channel"],
+        "seq": change["seq"],
+        "message": change["message"],
+        "edited_at": change["edited_at"],
+    }
