@@ -132,10 +132,13 @@ class Membership:
         self.rates.check("send", sender)
         fields = rules.fields(payload)
         channel = self._joined(member, fields.get("channel"))
-        person = self.person_of(member)
-        person.check_access(channel)
-        slowed = self.presence.person_of(member)
-        self.slow.pass_(channel, slowed, person.moderator)
+        person = self.people.get(member, GUEST)
+        if rules.is_private(channel):
+            person.check_access(channel)
+        slowed = None
+        if channel in self.slow.channels:  # a channel in slow mode
+            slowed = self.presence.person_of(member)
+            self.slow.pass_(channel, slowed, person.moderator)
         try:
             stored = self.posting.post(
                 channel,
@@ -146,7 +149,8 @@ class Membership:
                 user_id=person.user_id,
             )
         except ChatError:
-            self.slow.unmark(channel, slowed)  # nothing stored: not counted
+            if slowed is not None:
+                self.slow.unmark(channel, slowed)  # nothing stored: not counted
             raise
         self.presence.sent(channel, member)
         return stored

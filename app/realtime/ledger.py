@@ -54,6 +54,7 @@ class Ledger:
 
     def __init__(self):
         self.rooms = {}
+        self.pending = set()  # rooms with changes waiting for their message
 
     def hold(self, sid, eio_sid, room):
         """A member joins `room`: hold live messages while its history is read."""
@@ -98,6 +99,7 @@ class Ledger:
         member.held, member.held_changes, member.position = None, [], GONE
         if not state.members:
             del self.rooms[room]
+            self.pending.discard(room)
 
     def cursor(self, room):
         """The highest seq delivered to `room` here, or None."""
@@ -170,6 +172,7 @@ class Ledger:
         state.change = number
         if state.cursor is not None and change["seq"] > state.cursor:
             state.pending.append(change)
+            self.pending.add(room)
             for member in state.members.values():
                 if member.held is not None:
                     member.held_changes.append(change)
@@ -180,11 +183,15 @@ class Ledger:
     def due(self, room):
         """The pending changes whose message has been delivered here since,
         taken out of `pending`."""
+        if not self.pending:  # the common case, checked before anything
+            return ()
         state = self.rooms.get(room)
         if state is None or not state.pending or state.cursor is None:
-            return []
+            return ()
         due = [change for change in state.pending if change["seq"] <= state.cursor]
         state.pending = [c for c in state.pending if c["seq"] > state.cursor]
+        if not state.pending:
+            self.pending.discard(room)
         return due
 
     def apply_due(self, room, changes, send):

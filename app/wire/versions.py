@@ -13,6 +13,8 @@ WRITTEN_AGAINST = {
     "python-engineio": "4.15.1",
     "python-socketio": "5.18.1",
     "Flask-SocketIO": "5.7.0",
+    # realtime/namespace.py reads the active app context from flask.globals
+    "Flask": "3.1.3",
     "gevent-websocket": "0.10.1",
     "gevent": "26.9.0",
     # gunicorn.conf.py's worker sets the handler of gevent-websocket's worker
