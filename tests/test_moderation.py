@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 import socketio as socketio_client
-from tokens import SECRET, token
+from tokens import SECRET, bearer, token
 
 from app.extensions import socketio
 
@@ -243,10 +243,12 @@ def test_a_moderators_token_opens_the_operator_api(ann, client):
         ({}, 403, "forbidden"),
         ({"X-API-Key": "wrong"}, 401, "invalid_api_key"),
         ({"X-API-Key": API_KEY[:-1]}, 401, "invalid_api_key"),
-        ({"Authorization": f"Bearer {token('ann')}"}, 403, "forbidden"),
+        ("a person's token", 403, "forbidden"),
     ],
 )
 def test_the_operator_api_refuses_everyone_else(ann, client, headers, status, code):
+    if headers == "a person's token":  # made now: one made at collection expires
+        headers = bearer("ann")
     seq = ann.send("lobby", "stays")["seq"]
 
     response = client.delete(f"/api/channels/lobby/messages/{seq}", headers=headers)

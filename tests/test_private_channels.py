@@ -40,16 +40,15 @@ def test_a_granted_token_joins_and_reads_a_private_channel(
 
 
 @pytest.mark.parametrize(
-    "who",
-    [
-        {"auth": {"name": "guest"}},
-        {"auth": {"token": token("bob")}},
-        {"auth": {"token": token("bob", channels=["$other", "$tea"])}},
-    ],
+    "grants",
+    [None, [], ["$other", "$tea"]],
     ids=["a guest", "no grants", "other grants"],
 )
-def test_anyone_else_is_forbidden_and_learns_nothing(team_history, connect, who):
-    outsider = connect(**who)
+def test_anyone_else_is_forbidden_and_learns_nothing(team_history, connect, grants):
+    if grants is None:
+        outsider = connect(auth={"name": "guest"})
+    else:
+        outsider = connect(auth={"token": token("bob", channels=grants)})
 
     ack = outsider.call("join", {"channel": "$team", "since": 0})
 
@@ -103,10 +102,11 @@ def test_the_api_reads_a_private_channel_with_a_granted_token(team_history, clie
     assert [m["message"] for m in response.get_json()["messages"]] == ["the plan"]
 
 
-@pytest.mark.parametrize("headers", [{}, bearer()], ids=["a guest", "no grants"])
+@pytest.mark.parametrize("with_token", [False, True], ids=["a guest", "no grants"])
 def test_the_api_forbids_a_private_channel_to_anyone_else(
-    team_history, client, headers
+    team_history, client, with_token
 ):
+    headers = bearer() if with_token else {}
     read = client.get("/api/channels/$team/messages", headers=headers)
     unknown = client.get("/api/channels/$nobody/messages", headers=headers)
     posted = client.post(
