@@ -2,6 +2,7 @@
 own, or on gevent in a thread of the test's), its clients, nginx."""
 
 import io
+from contextlib import contextmanager
 import logging
 import os
 import re
@@ -113,6 +114,17 @@ class ServerProcess:
     def log(self):
         """Everything the server printed."""
         return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def serving(workdir, env, production=False):
+    """A migrated ServerProcess, serving for the block, stopped after it."""
+    server = ServerProcess(workdir, env, production)
+    server.migrate()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 class ThreadServer:

@@ -20,7 +20,7 @@ from browsing import (
     screenshot,
     serious_violations,
 )
-from servers import ServerProcess
+from servers import serving
 
 pytestmark = pytest.mark.server
 
@@ -32,14 +32,9 @@ SIZES = {"phone": PHONE, "desktop": DESKTOP}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = ServerProcess(
-        tmp_path_factory.mktemp("page"),
-        {"CHAT_HISTORY_LIMIT": str(HISTORY_LIMIT), **QUICK_HEARTBEAT},
-    )
-    server.migrate()
-    server.start()
-    yield server
-    server.stop()
+    env = {"CHAT_HISTORY_LIMIT": str(HISTORY_LIMIT), **QUICK_HEARTBEAT}
+    with serving(tmp_path_factory.mktemp("page"), env) as server:
+        yield server
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from browsing import (
     screenshot,
     serious_violations,
 )
-from servers import ServerProcess
+from servers import serving
 from tokens import SECRET, token
 
 pytestmark = pytest.mark.server
@@ -75,30 +75,22 @@ document.addEventListener("DOMContentLoaded", () => {
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The chat of a site that signs people in; guests admitted too."""
-    server = ServerProcess(
-        tmp_path_factory.mktemp("identity"),
-        {
-            "CHAT_TOKEN_SECRET": SECRET,
-            "CHAT_TOKEN_URL": TOKEN_PATH,
-            "CHAT_TOKEN_LEEWAY": "0",
-            "CHAT_TOKEN_GRACE": str(GRACE),
-            **QUICK_HEARTBEAT,
-        },
-    )
-    server.migrate()
-    server.start()
-    yield server
-    server.stop()
+    env = {
+        "CHAT_TOKEN_SECRET": SECRET,
+        "CHAT_TOKEN_URL": TOKEN_PATH,
+        "CHAT_TOKEN_LEEWAY": "0",
+        "CHAT_TOKEN_GRACE": str(GRACE),
+        **QUICK_HEARTBEAT,
+    }
+    with serving(tmp_path_factory.mktemp("identity"), env) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def guest_server(tmp_path_factory):
     """The chat as it was before verified people: no token settings at all."""
-    server = ServerProcess(tmp_path_factory.mktemp("guests"), QUICK_HEARTBEAT)
-    server.migrate()
-    server.start()
-    yield server
-    server.stop()
+    with serving(tmp_path_factory.mktemp("guests"), QUICK_HEARTBEAT) as server:
+        yield server
 
 
 def mint(sub, name, ttl=HOUR, channels=(), exp=None):

@@ -29,7 +29,7 @@ from browsing import (
     send,
     serious_violations,
 )
-from servers import ServerProcess
+from servers import serving
 from tokens import SECRET, token
 
 pytestmark = pytest.mark.server
@@ -55,11 +55,8 @@ TOMBSTONE = re.compile(r"\bdeleted\b")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The chat of a site that signs people in, with the operator API on."""
-    server = ServerProcess(tmp_path_factory.mktemp("moderation"), SETTINGS)
-    server.migrate()
-    server.start()
-    yield server
-    server.stop()
+    with serving(tmp_path_factory.mktemp("moderation"), SETTINGS) as server:
+        yield server
 
 
 @pytest.fixture
@@ -305,10 +302,7 @@ def test_on_a_phone_a_tap_on_a_message_shows_its_tools(open_page):
 
 def test_edit_goes_once_the_edit_window_closes_and_delete_stays(open_page, tmp_path):
     window = 4
-    short = ServerProcess(tmp_path, {**SETTINGS, "CHAT_EDIT_WINDOW": str(window)})
-    short.migrate()
-    short.start()
-    try:
+    with serving(tmp_path, {**SETTINGS, "CHAT_EDIT_WINDOW": str(window)}) as short:
         ann = open_page("ann-window", "Ann", on=short)
         say(ann, "quick, edit me")
         assert tools_on(ann, "quick, edit me") == ["Edit", "Delete"]
@@ -316,8 +310,6 @@ def test_edit_goes_once_the_edit_window_closes_and_delete_stays(open_page, tmp_p
         ann.wait_for_timeout(window * 1000)
 
         expect(entries(ann).first.locator(".tools button")).to_have_text(["Delete"])
-    finally:
-        short.stop()
 
 
 @pytest.mark.parametrize("seconds", [3600, None], ids=["for-an-hour", "for-good"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 import websocket
-from servers import ServerProcess
+from servers import serving
 
 pytestmark = pytest.mark.server
 
@@ -45,12 +45,8 @@ def run_process(tmp_path_factory):
 
 def _module_server(tmp_path_factory, production):
     env = {**SHORT, "MAX_CONNECTIONS_PER_ADDRESS": "0"}
-    server = ServerProcess(tmp_path_factory.mktemp("wire"), env, production)
-    server.migrate()
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with serving(tmp_path_factory.mktemp("wire"), env, production) as server:
+        yield server
 
 
 @pytest.fixture
