@@ -9,6 +9,7 @@ through `rooms` (app.realtime.rooms.Rooms), which it is handed.
 
 import heapq
 import time
+from functools import partial
 
 from app.chat import messages, rules
 from app.chat.errors import ChatError
@@ -135,23 +136,17 @@ class Membership:
         person = self.people.get(member, GUEST)
         if rules.is_private(channel):
             person.check_access(channel)
-        slowed = None
-        if channel in self.slow.channels:  # a channel in slow mode
-            slowed = self.presence.person_of(member)
-            self.slow.pass_(channel, slowed, person.moderator)
-        try:
-            stored = self.posting.post(
-                channel,
-                fields.get("message"),
-                self.presence.name_of(member),
-                fields.get("client_id"),
-                sender=sender,
-                user_id=person.user_id,
-            )
-        except ChatError:
-            if slowed is not None:
-                self.slow.unmark(channel, slowed)  # nothing stored: not counted
-            raise
+        post = partial(
+            self.posting.post,
+            channel,
+            fields.get("message"),
+            self.presence.name_of(member),
+            fields.get("client_id"),
+            sender=sender,
+            user_id=person.user_id,
+        )
+        slowed = self.presence.person_of(member)
+        stored = self.slow.admit(channel, slowed, person.moderator, post)
         self.presence.sent(channel, member)
         return stored
 

@@ -212,12 +212,22 @@ class SlowMode:
     def of(self, channel):
         return self.channels.get(channel, 0)
 
-    def pass_(self, channel, person_key, moderator=False):
-        """Count a message of a person; `slow_mode` with `retry_after` when
-        it comes too soon. Moderators are never slowed."""
+    def admit(self, channel, person_key, moderator, store):
+        """Store a person's message (`store()`, its result returned) if slow
+        mode lets it through: `slow_mode` with `retry_after` when it comes
+        too soon. One refused while being stored (ChatError) is not counted.
+        Moderators are never slowed."""
         seconds = self.channels.get(channel)
         if not seconds or moderator:
-            return
+            return store()
+        self._count(channel, person_key, seconds)
+        try:
+            return store()
+        except ChatError:
+            self._uncount(channel, person_key)
+            raise
+
+    def _count(self, channel, person_key, seconds):
         wait = None
         if self.link is not None and self.link.up:
             wait = self.link.run(
@@ -244,7 +254,7 @@ class SlowMode:
         self.local[key] = now + seconds
         return 0
 
-    def unmark(self, channel, person_key):
+    def _uncount(self, channel, person_key):
         """Forget a mark whose message was not stored after all."""
         self.local.pop((channel, person_key), None)
         if self.link is not None and self.link.up:

@@ -5,6 +5,8 @@ the token's name and may read and post to the private channels it grants.
 With CHAT_AUTH=required, every route but /healthz needs one.
 """
 
+from functools import partial
+
 from flask import Blueprint, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -121,14 +123,16 @@ def _post(channel, message, author=None, client_id=None):
     sender = Sender(None, request.remote_addr)
     services.rates.check("send", sender)
     slowed = f"user:{person.user_id}" if person.verified else sender.address
-    services.slow_mode.pass_(channel, slowed, person.moderator)
-    try:
-        return services.messages.post(
-            channel, message, author, client_id, sender, user_id=person.user_id
-        )
-    except ChatError:
-        services.slow_mode.unmark(channel, slowed)  # nothing stored: not counted
-        raise
+    post = partial(
+        services.messages.post,
+        channel,
+        message,
+        author,
+        client_id,
+        sender,
+        user_id=person.user_id,
+    )
+    return services.slow_mode.admit(channel, slowed, person.moderator, post)
 
 
 @bp.get("/metrics")
