@@ -1,5 +1,5 @@
 """What an operator can watch: the chat's Prometheus metrics, one set per
-process (each process serves its own /metrics; see the README).
+process (each process serves its own /metrics; see docs/operations.md).
 
 Counting stays off the message path's per-member work: deliveries are
 counted once per broadcast, messages once per committed batch, each as an

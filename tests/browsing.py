@@ -16,7 +16,7 @@ expect = playwright_api.expect
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-SCREENSHOTS = ROOT / "docs" / "screenshots"  # the README's
+SCREENSHOTS = ROOT / "docs" / "screenshots"  # the documentation's
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 
 # Servers the pages talk to ping every 5 s with 5 s to answer. A server that
@@ -92,7 +92,7 @@ def delivered(page):
 
 
 def screenshot(page, name, readme=False):
-    """Save a screenshot in test-artifacts/. The README's go to
+    """Save a screenshot in test-artifacts/. The documentation's go to
     docs/screenshots/ too when missing or with SAVE_SCREENSHOTS=1 (they show
     the time of day, so saving them on every run would change them on
     every run)."""

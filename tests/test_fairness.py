@@ -2,10 +2,10 @@
 turns of the read loops (app.wire.budget), through real `make serve`
 processes and raw clients that flood without waiting for any answer.
 
-The bound the README documents: beside any single flooding client, every
-other client's ack arrives within FAIR_ACK_SECONDS (under the flood, before
-the budget, acks took 2 to 6 s; `make bench`'s scenario (e) measures the
-p99, about 20 ms).
+The bound docs/security.md documents: beside any single flooding client,
+every other client's ack arrives within FAIR_ACK_SECONDS (under the flood,
+before the budget, acks took 2 to 6 s; `make bench`'s scenario (e) measures
+the p99, about 20 ms).
 """
 
 import json

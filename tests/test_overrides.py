@@ -1,8 +1,9 @@
 """Contracts with the libraries whose internals the chat replaces (the
-README's "Library internals" table): each override is still called by the
-library, on the library's own path. An upgrade that stops calling one fails
-here, by name, rather than silently (app.wire.versions refuses other versions
-at start-up; this is what to run when changing that table).
+"Library internals" table of docs/internals.md): each override is still
+called by the library, on the library's own path. An upgrade that stops
+calling one fails here, by name, rather than silently (app.wire.versions
+refuses other versions at start-up; this is what to run when changing that
+table).
 
 Each test wraps the chat's method in a spy, drives the library through a
 door it offers (Flask-SocketIO's test client, python-engineio's and

@@ -18,7 +18,8 @@ TRANSPORTS = (("polling", "websocket"), ("websocket",))
 
 @pytest.fixture
 def deployment(start_server, postgres_url, redis_env, nginx_binary, tmp_path):
-    """Two production processes behind nginx, configured as the README says."""
+    """Two production processes behind nginx, configured as
+    docs/operations.md says."""
     env = {
         "DATABASE_URL": postgres_url,
         **redis_env,

@@ -1,9 +1,10 @@
 """The wire: Engine.IO connections, WebSocket frames and HTTP bodies.
 
 Everything here works below Socket.IO and replaces parts of python-engineio,
-gevent-websocket and gevent's pywsgi (the README's "Library internals" table
-says what, why, and what it gained). install() puts it all in place, once,
-after checking that those libraries are the versions it was written against.
+gevent-websocket and gevent's pywsgi (the "Library internals" table of
+docs/internals.md says what, why, and what it gained). install() puts it all
+in place, once, after checking that those libraries are the versions it was
+written against.
 """
 
 from app.wire import budget, endpoint, versions

@@ -1,10 +1,11 @@
 """The library versions the wire and realtime packages were written against.
 
-Both replace private or undocumented parts of these libraries (the README's
-"Library internals" table lists each). A release that changes one of those
-parts could break the chat, or only slow it down, without any test of the
-library's own failing; so the app refuses to start on any other version
-until the overrides have been checked against it and this table updated.
+Both replace private or undocumented parts of these libraries (the "Library
+internals" table of docs/internals.md lists each). A release that changes one
+of those parts could break the chat, or only slow it down, without any test
+of the library's own failing; so the app refuses to start on any other
+version until the overrides have been checked against it and this table
+updated (docs/internals.md's upgrade checklist says how).
 """
 
 from importlib.metadata import PackageNotFoundError, version
