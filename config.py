@@ -102,6 +102,11 @@ class Config:
     CHAT_METRICS_ALLOW = os.environ.get("CHAT_METRICS_ALLOW", "")
     # The operator API's key (X-API-Key); unset, the operator API is off.
     CHAT_API_KEY = os.environ.get("CHAT_API_KEY") or None
+    # The socket.io Admin UI's password (user `admin`); unset, /admin/ and
+    # the /admin namespace are off.
+    CHAT_ADMIN_PASSWORD = os.environ.get("CHAT_ADMIN_PASSWORD") or None
+    # Seconds between two server_stats sent to the Admin UI.
+    CHAT_ADMIN_STATS_INTERVAL = float(os.environ.get("CHAT_ADMIN_STATS_INTERVAL", "2"))
     # Seconds after posting that a verified author may still edit a message.
     CHAT_EDIT_WINDOW = float(os.environ.get("CHAT_EDIT_WINDOW", "900"))
     # Who may use the chat (app.chat.identity): "open" admits guests beside
@@ -124,6 +129,10 @@ class Config:
     CORS_ALLOWED_ORIGINS = _origins(os.environ.get("CORS_ALLOWED_ORIGINS"))
     # Where `npm ci` puts the browser's socket.io client, which the app serves.
     SOCKETIO_CLIENT_DIR = BASE_DIR / "node_modules" / "socket.io-client" / "dist"
+    # Where `npm ci` puts the socket.io Admin UI's built page and its fonts.
+    ADMIN_UI_DIR = BASE_DIR / "node_modules" / "@socket.io" / "admin-ui" / "ui" / "dist"
+    ADMIN_ICONS_DIR = BASE_DIR / "node_modules" / "@mdi" / "font"
+    ADMIN_FONT_DIR = BASE_DIR / "node_modules" / "@fontsource" / "roboto"
     SOCKETIO_ASYNC_MODE = "gevent"
     # Whole seconds between the server's pings of a connection, and seconds
     # it waits for the answer before dropping the connection. Keep the

@@ -17,12 +17,13 @@ from app.chat.rate_limits import Rates
 from app.chat.services import Chat
 from app.extensions import database_options, db, migrate, socketio
 from app.metrics import Metrics, networks
+from app.realtime.admin import AdminPanel
 from app.realtime.archive import Archive
 from app.realtime.delivery import ChatManager, ChatRedisManager
 from app.realtime.namespace import ChatNamespace
 from app.realtime.rooms import Rooms
 from app.redis_link import RedisLink
-from app.web import api, operator_api, pages, security
+from app.web import admin, api, operator_api, pages, security
 from app.web.commands import chat_cli
 from app.wire.packets import CheckedPacket, TolerantJSON, TolerantJSONProvider
 from config import BASE_DIR, DEV_SECRET_KEY, config_from_env
@@ -47,6 +48,7 @@ def create_app(config_class=None):
     security.init_app(app)
     register_errorhandlers(app)
     register_socket_events(app)
+    register_admin(app)
     register_commands(app)
     return app
 
@@ -184,6 +186,7 @@ def register_blueprints(app):
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(operator_api.bp)
+    app.register_blueprint(admin.bp)
 
 
 def register_errorhandlers(app):
@@ -204,6 +207,18 @@ def register_errorhandlers(app):
             body = {"code": code, "message": error.description}
             return jsonify(error=body), error.code
         return error
+
+
+def register_admin(app):
+    """The socket.io Admin UI's namespace, with CHAT_ADMIN_PASSWORD."""
+    password = app.config["CHAT_ADMIN_PASSWORD"]
+    if password:
+        app.extensions["chat_admin"] = AdminPanel(
+            socketio.server,
+            password,
+            app.extensions["chat"].rates,
+            stats_interval=app.config["CHAT_ADMIN_STATS_INTERVAL"],
+        )
 
 
 def register_commands(app):

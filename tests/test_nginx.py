@@ -5,12 +5,18 @@ import requests
 from servers import Nginx
 
 pytestmark = pytest.mark.server
+ADMIN_PASSWORD = "the admin ui's password behind nginx"
 
 
 @pytest.fixture
 def backends(start_server, postgres_url, redis_env):
     return [
-        start_server(production=True, DATABASE_URL=postgres_url, **redis_env)
+        start_server(
+            production=True,
+            DATABASE_URL=postgres_url,
+            CHAT_ADMIN_PASSWORD=ADMIN_PASSWORD,
+            **redis_env,
+        )
         for _ in range(2)
     ]
 
@@ -55,3 +61,9 @@ def test_pages_and_api_through_nginx(nginx):
 def test_metrics_are_not_served_through_nginx(nginx, backends):
     assert requests.get(f"{nginx.url}/metrics", timeout=10).status_code == 404
     assert requests.get(f"{backends[0].url}/metrics", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/admin/", "/admin", "/admin/js/app.0d7d7845.js"])
+def test_the_admin_ui_is_not_served_through_nginx(nginx, backends, path):
+    assert requests.get(f"{nginx.url}{path}", timeout=10).status_code == 404
+    assert requests.get(f"{backends[0].url}{path}", timeout=10).status_code == 200

@@ -17,9 +17,11 @@ import time
 import pytest
 import requests
 import websocket
+from clients import Member
 from engineio import packet as eio_packet
 
-from app.extensions import socketio
+from app.extensions import db, socketio
+from app.realtime.admin import AdminPanel
 from app.realtime.delivery import ChatRedisManager, OrderedMessages
 from app.realtime.namespace import ChatNamespace
 from app.wire.connections import ChatSocket
@@ -113,6 +115,67 @@ def test_socketio_lists_rooms_through_the_ordered_manager(monkeypatch, member):
     sid = socketio.server.manager.sid_from_eio_sid(member.client.eio_sid, "/")
 
     socketio.server.rooms(sid)
+
+    assert calls
+
+
+# python-socketio's instrumentation for the Admin UI (app.realtime.admin):
+# the hooks are bound when the app is built, so each spy is set before.
+
+
+@pytest.fixture
+def admin_app(make_app):
+    """`admin_app()`: an app with the Admin UI on, built when called."""
+
+    def build():
+        app = make_app(CHAT_ADMIN_PASSWORD="an admin password for the contracts")
+        with app.app_context():
+            db.create_all()
+        return app
+
+    return build
+
+
+def test_socketio_instruments_through_the_admin_panel(monkeypatch, admin_app):
+    calls = spy(monkeypatch, AdminPanel, "instrument")
+
+    admin_app()
+
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    "method, drive",
+    [
+        ("_connected", lambda member: None),
+        ("_entered", lambda member: member.join("lobby")),
+        ("_left", lambda member: member.call("leave", {"channel": "lobby"})),
+        ("_triggered", lambda member: member.client.disconnect()),
+    ],
+)
+def test_socketio_reports_sockets_through_the_admin_panels_hooks(
+    monkeypatch, admin_app, method, drive
+):
+    calls = spy(monkeypatch, AdminPanel, method)
+    app = admin_app()
+    member = Member(socketio.test_client(app))
+    member.join("lobby")
+
+    drive(member)
+
+    assert calls
+    if member.client.is_connected():
+        member.client.disconnect()
+
+
+def test_engineio_connections_start_the_admin_panels_stats(monkeypatch, admin_app):
+    calls = spy(monkeypatch, AdminPanel, "_emit_server_stats", run=False)
+    app = admin_app()
+
+    polling_session(app.test_client())
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:  # a background task
+        time.sleep(0.01)
 
     assert calls
 

@@ -10,6 +10,8 @@ never asks anyone for a password. Without a token a person is a guest,
 unless CHAT_AUTH is `required`.
 """
 
+import hashlib
+import hmac
 import time
 from dataclasses import dataclass
 
@@ -215,3 +217,13 @@ def _grants(value):
             raise _invalid(f"channels: {error.message}") from None
         grants.append(body + "*" if prefix else body)
     return tuple(grants)
+
+
+def same_key(given, key):
+    """Whether two keys (the operator API's, the Admin UI's password) are
+    equal, in a time that tells nothing of either: their digests, of one
+    length whatever the keys', are compared in constant time."""
+    digest = hashlib.sha256
+    return hmac.compare_digest(
+        digest(given.encode()).digest(), digest(key.encode()).digest()
+    )

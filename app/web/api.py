@@ -12,9 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.chat import channels, health, messages, rules
 from app.chat.errors import ChatError
+from app.chat.identity import same_key
 from app.chat.rate_limits import Sender
 from app.metrics import may_read
-from app.web.keys import same_key
 from app.web import chat
 from app.web.security import require_same_origin
 

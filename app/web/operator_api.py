@@ -12,11 +12,11 @@ from sqlalchemy import select
 
 from app.chat import rules
 from app.chat.errors import ChatError
+from app.chat.identity import same_key
 from app.chat.models import AuditEntry
 from app.chat.rate_limits import Sender
 from app.chat.storage import unit_of_work
 from app.web import api, chat
-from app.web.keys import same_key
 
 log = logging.getLogger(__name__)
 
