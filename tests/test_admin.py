@@ -12,6 +12,7 @@ import uuid
 import pytest
 import socketio
 from test_legacy_clients import NodeClient
+from tokens import SECRET, token
 
 PASSWORD = "a password for the admin ui tests"
 ADMIN = {"username": "admin", "password": PASSWORD}
@@ -77,16 +78,22 @@ def server(start_thread_server):
 
 
 @pytest.fixture
-def admin(server):
+def admin_of():
+    """`admin_of(server)`: an admin logged in to `server`'s /admin."""
     opened = []
 
-    def open_admin(credentials=ADMIN):
+    def open_admin(server, credentials=ADMIN):
         opened.append(Admin(server.url, credentials))
         return opened[-1]
 
     yield open_admin
     for each in opened:
         each.close()
+
+
+@pytest.fixture
+def admin(server, admin_of):
+    return lambda credentials=ADMIN: admin_of(server, credentials)
 
 
 def refusal(url, credentials):
@@ -346,6 +353,23 @@ def test_a_sockets_credentials_are_not_shown(server, admin):
     headers = listed(sockets)[sid]["handshake"]["headers"]
     assert "user-agent" in headers
     assert "cookie" not in headers and "authorization" not in headers
+
+
+@pytest.mark.server
+def test_a_socket_says_who_is_behind_it(start_thread_server, admin_of, open_tab):
+    server = start_thread_server(CHAT_ADMIN_PASSWORD=PASSWORD, CHAT_TOKEN_SECRET=SECRET)
+    guest = open_tab(server.url)
+    person = socketio.Client(reconnection=False)
+    person.connect(server.url, auth={"token": token("u-42", name="Ann")})
+    try:
+        (sockets,) = admin_of(server).wait("all_sockets")
+        sid = person.get_sid("/")
+    finally:
+        person.disconnect()
+
+    chat = listed(sockets)
+    assert chat[sid]["data"] == {"user_id": "u-42", "name": "Ann", "role": None}
+    assert chat[guest.client.get_sid("/")]["data"] == {"guest": True}
 
 
 # The real page, in Chromium.

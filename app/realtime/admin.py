@@ -51,9 +51,12 @@ class AdminPanel(InstrumentedServer):
     """The `/admin` namespace of a Socket.IO `server`, for admins who know
     `password`; wrong passwords are counted by `rates` (app.chat.rate_limits)."""
 
-    def __init__(self, server, password, rates, stats_interval=2):
+    def __init__(self, server, password, rates, person_of=None, stats_interval=2):
         self.password = password
         self.rates = rates
+        # The Person (app.chat.identity) behind a socket of the chat's
+        # namespace, shown as the socket's data.
+        self.person_of = person_of
         super().__init__(
             server,
             auth=self.admits,
@@ -222,7 +225,7 @@ class AdminPanel(InstrumentedServer):
             "clientId": eio_sid,
             "transport": "websocket" if socket and socket.upgraded else "polling",
             "nsp": namespace,
-            "data": {},
+            "data": self._data(sid, namespace),
             "handshake": {
                 "address": environ.get("REMOTE_ADDR", ""),
                 "headers": {
@@ -244,6 +247,16 @@ class AdminPanel(InstrumentedServer):
             },
             "rooms": manager.get_rooms(sid, namespace),
         }
+
+    def _data(self, sid, namespace):
+        """Who is behind a socket of the chat: a verified person's id, name
+        and role, or a guest."""
+        if namespace != "/" or self.person_of is None:
+            return {}
+        person = self.person_of(sid)
+        if not person.verified:
+            return {"guest": True}
+        return {"user_id": person.user_id, "name": person.name, "role": person.role}
 
 
 def _iso(timestamp):
