@@ -35,7 +35,11 @@ class Membership:
         self.grace = config["CHAT_TOKEN_GRACE"]
         self.people = {}  # member -> Person, for the connections of this process
         self.by_user = {}  # user_id -> its members here
-        self.expiring = []  # heap of (exp, member) of verified connections
+        self.expires = {}  # member -> its token's exp, for verified connections
+        # Heap of (exp, member) of `expires`, with entries of connections
+        # gone or refreshed since: skipped when due, and dropped once they
+        # outnumber the live ones (_prune_expiring).
+        self.expiring = []
 
     def connect(self, member, auth):
         """A page connects with `auth: {token}` as the person its token
@@ -57,12 +61,8 @@ class Membership:
 
     def disconnect(self, member):
         """The connection ended: it leaves every channel it was in."""
-        person = self.people.pop(member, None)
-        if person is not None and person.verified:
-            members = self.by_user.get(person.user_id, set())
-            members.discard(member)
-            if not members:
-                self.by_user.pop(person.user_id, None)
+        self._forget(member)
+        self.rates.forget(member)
         self.presence.disconnect(member)
 
     def person_of(self, member):
@@ -230,10 +230,10 @@ class Membership:
         expired = []
         while self.expiring and self.expiring[0][0] + self.grace <= now:
             exp, member = heapq.heappop(self.expiring)
-            if self.person_of(member).expires == exp:  # not refreshed since
+            if self.expires.get(member) == exp:  # not refreshed (nor gone) since
                 expired.append(member)
         for member in expired:
-            self.people.pop(member, None)
+            self._forget(member)  # a guest, if anything, until it is gone
             self.rooms.tell(
                 member,
                 "chat_error",
@@ -276,7 +276,28 @@ class Membership:
         if person.verified:
             self.by_user.setdefault(person.user_id, set()).add(member)
         if person.expires is not None:
+            self.expires[member] = person.expires
             heapq.heappush(self.expiring, (person.expires, member))
+            self._prune_expiring()
+
+    def _forget(self, member):
+        """Forget who is behind a connection: it ended, or its token did."""
+        person = self.people.pop(member, None)
+        if person is not None and person.verified:
+            members = self.by_user.get(person.user_id, set())
+            members.discard(member)
+            if not members:
+                self.by_user.pop(person.user_id, None)
+        if self.expires.pop(member, None) is not None:
+            self._prune_expiring()
+
+    def _prune_expiring(self):
+        """Drop the heap's entries of connections gone or refreshed since,
+        once they outnumber the live ones: each would otherwise stay until
+        its exp (an hour after a short visit, for an hour's token)."""
+        if len(self.expiring) > 2 * len(self.expires):
+            self.expiring = [(exp, member) for member, exp in self.expires.items()]
+            heapq.heapify(self.expiring)
 
     def _new_name(self, member, value):
         """The name a join asks for, if any. A verified person's name is

@@ -80,6 +80,15 @@ class Rates:
                 if not allowed:
                     raise _refusal(action, counter, limit, key)
 
+    def forget(self, connection):
+        """A connection closed: drop its counts now rather than at the next
+        sweep (its address keeps its own)."""
+        if not self.enabled:
+            return  # nothing was counted
+        for action, limits in self.per_connection.items():
+            for limit in limits:
+                self.local.clear(limit, action, "connection", connection)
+
     def _hit_address(self, limit, action, key):
         """Count an address's action in Redis when it answers, else here;
         returns the counter used and whether the action is allowed."""

@@ -118,10 +118,15 @@ class ChatSocket(Socket):
     closed = _flag(State.CLOSED, on=State.CLOSED)
 
     def become(self, state):
-        """Move to `state`; RuntimeError for a move its life does not make."""
+        """Move to `state`; RuntimeError for a move its life does not make.
+        A closed session leaves its server's sockets at once, whichever way
+        it closed (python-engineio's own sweep would take up to a ping
+        timeout to find it, and /metrics would count it meanwhile)."""
         if state not in _NEXT[self.state]:
             raise RuntimeError(f"{self.sid}: {self.state.value} -> {state.value}")
         self.state = state
+        if state is State.CLOSED and self.server.sockets.get(self.sid) is self:
+            del self.server.sockets[self.sid]
 
     def send(self, pkt):
         """Send a packet: onto the WebSocket, or into the long-polling queue."""
@@ -362,8 +367,6 @@ class ChatSocket(Socket):
             abort=True,
             reason=self.ended_by or self.server.reason.TRANSPORT_CLOSE,
         )
-        if self.server.sockets.get(self.sid) is self:
-            del self.server.sockets[self.sid]
 
     def _upgrade(self, ws):
         """The probe exchange of a long-polling client moving to a WebSocket,

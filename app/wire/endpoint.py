@@ -62,7 +62,13 @@ def install(server, connect_timeout, allow_eio3=True, budget=DEFAULT, context=No
 
 
 class ChatEngine(Server):
-    """python-engineio's server, its requests handled by the chat."""
+    """python-engineio's server, its requests handled by the chat.
+
+    python-engineio's service task is never started: the Pinger checks
+    every session's pings, and a closed session leaves `sockets` at once
+    (ChatSocket.become), so all it would do is go round a copy of every
+    session once per ping timeout, keeping closed ones alive meanwhile.
+    """
 
     versions = {"4": ChatSocket}  # EIO value -> the class of its sockets
     pinger = None
@@ -128,8 +134,7 @@ class ChatEngine(Server):
                 return _refused("a POST without a session", None)
             return self._open(environ, start_response, version, transport, query)
         socket = self.sockets.get(sid)
-        if socket is None or socket.closed:
-            self.sockets.pop(sid, None)
+        if socket is None:  # never opened, or closed (ChatSocket.become)
             return _refused("unknown session", sid)
         if (
             socket.protocol != int(version)
@@ -153,16 +158,10 @@ class ChatEngine(Server):
                 "headers": [("Content-Type", "text/html")],
                 "response": b"ok",  # as the specification writes it
             }
-        answer = socket.response(socket.poll_request(), jsonp)
-        if socket.closed:
-            self.sockets.pop(socket.sid, None)
-        return answer
+        return socket.response(socket.poll_request(), jsonp)
 
     def _open(self, environ, start_response, version, transport, query):
         """Open a session: the handshake, and its first packets."""
-        if self.start_service_task:
-            self.start_service_task = False
-            self.service_task_handle = self.start_background_task(self._service_task)
         sid = self.generate_id()
         socket = self.versions[version](self, sid)
         socket.opened = time.monotonic()
@@ -193,10 +192,7 @@ class ChatEngine(Server):
         if isinstance(socket, LegacySocket):
             socket.open()
         if transport == "websocket":
-            answer = socket.serve_websocket(environ, start_response)
-            if socket.closed:
-                self.sockets.pop(sid, None)
-            return answer
+            return socket.serve_websocket(environ, start_response)
         socket.become(State.POLLING)
         answer = socket.response(socket.take(), _one(query, "j"))
         if self.cookie:

@@ -13,6 +13,7 @@ import itertools
 import logging
 import time
 from collections import deque
+from weakref import ref
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +36,21 @@ class Pinger:
     A socket of protocol 3 has one deadline in a heap at most, however
     often its client pings: when that deadline comes, the socket's current
     one (moved by every PING since) is checked, or put back in the heap.
+
+    It holds the sockets weakly: a socket that closes is freed as soon as
+    its server lets go of it, not when its ping or deadline falls due (up
+    to the ping interval and timeout later, by which time thousands of
+    short visits would have piled up), and its entry is skipped then.
     """
 
     def __init__(self, server, joined, connect_timeout):
         self.server = server
         self.joined = joined  # whether an Engine.IO sid has a namespace
         self.connect_timeout = connect_timeout
-        self.due = deque()  # (when to ping, socket)
-        self.answers = deque()  # (when the answer is late, socket)
-        self.silences = []  # heap of (a protocol 3 socket's deadline, n, socket)
+        self.due = deque()  # (when to ping, socket's weak reference)
+        self.answers = deque()  # (when the answer is late, socket's weak reference)
+        # Heap of (a protocol 3 socket's deadline, n, socket's weak reference).
+        self.silences = []
         self._order = itertools.count()  # ties in the heap, sockets unordered
         self.task = None
 
@@ -54,7 +61,7 @@ class Pinger:
 
     def schedule(self, socket):
         """Ping `socket` one interval from now."""
-        self.due.append((time.monotonic() + self.server.ping_interval, socket))
+        self.due.append((time.monotonic() + self.server.ping_interval, ref(socket)))
         self._start()
 
     def expect(self, socket):
@@ -65,7 +72,8 @@ class Pinger:
             self._start()
 
     def _watch(self, socket):
-        heapq.heappush(self.silences, (socket.deadline, next(self._order), socket))
+        entry = (socket.deadline, next(self._order), ref(socket))
+        heapq.heappush(self.silences, entry)
 
     def _start(self):
         if self.task is None:
@@ -76,19 +84,24 @@ class Pinger:
             self._wait()
             horizon = time.monotonic() + _PING_GRANULARITY
             while self.due and self.due[0][0] <= horizon:
-                _, socket = self.due.popleft()
+                _, weak = self.due.popleft()
+                socket = weak()
+                if socket is None:
+                    continue  # closed and freed
                 self._attempt(socket.ping, socket)
                 if socket.last_ping is not None:  # sent: expect the answer
                     late = self.server.ping_timeout + _PING_GRANULARITY
-                    self.answers.append((time.monotonic() + late, socket))
+                    self.answers.append((time.monotonic() + late, weak))
             now = time.monotonic()
             answers, silences = self.answers, self.silences
             while answers and answers[0][0] <= now:
-                _, socket = answers.popleft()
-                if not socket.closing and not socket.closed:
+                socket = answers.popleft()[1]()
+                if socket is not None and not socket.closing and not socket.closed:
                     self._attempt(socket.check_ping_timeout, socket)
             while silences and silences[0][0] <= now:
-                _, _, socket = heapq.heappop(silences)
+                socket = heapq.heappop(silences)[2]()
+                if socket is None:
+                    continue
                 if socket.closing or socket.closed:
                     socket.watched = False
                 elif socket.deadline > now:  # heard since

@@ -301,6 +301,9 @@ class ChatWebSocket:
             self._readable = None
         if self._on_end is not None:
             self._on_end()
+        # Let go of the session, whose methods these are: it can then be
+        # freed at once rather than by the garbage collector's next pass.
+        self._on_message = self._on_end = self._context = None
         if not self.detached:
             return  # pywsgi's handler closes the socket
         if self._writable is None:
