@@ -145,9 +145,11 @@ class ThreadServer:
         self.url = None
         self.records = []  # the server thread's log lines, tracebacks included
         self.errors = io.StringIO()  # what its gevent hub printed
+        self.handler = None  # the class serving its connections (ChatHandler's)
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._stop = None
+        self._loop = None
 
     def start(self):
         self._thread.start()
@@ -157,9 +159,10 @@ class ThreadServer:
 
     def _serve(self):
         gevent.get_hub().exception_stream = self.errors
-        handler = ChatHandler.configured(self.app.config)
+        self.handler = handler = ChatHandler.configured(self.app.config)
         server = WSGIServer(("127.0.0.1", 0), self.app, handler_class=handler, log=None)
         server.start()
+        self._loop = gevent.get_hub().loop
         self.port = server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
         stopped = gevent.event.Event()
@@ -173,6 +176,25 @@ class ThreadServer:
             server.stop(timeout=1)
         finally:
             logging.getLogger().removeHandler(capture)
+
+    def inspect(self, look, timeout=10):
+        """look(), run in the server's thread between two of its events, so
+        that nothing it reads changes meanwhile; its result."""
+        done, outcome = threading.Event(), {}
+
+        def run():
+            try:
+                outcome["value"] = look()
+            except Exception as error:  # raised again in the caller's thread
+                outcome["error"] = error
+            done.set()
+
+        self._loop.run_callback_threadsafe(run)
+        if not done.wait(timeout):
+            raise RuntimeError("the server thread did not run the inspection")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
 
     def stop(self):
         if self._stop is not None:
