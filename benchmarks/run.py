@@ -22,12 +22,32 @@ benchmarks/load.js:
                     normal clients' latency, the flood attempted and accepted.
                     Each server is started afresh for it, the chat with
                     ABUSE_ENV added to its environment.
+  (h) soak:         the chat alone, started afresh with SOAK_ENV, and once
+                    rather than every round (memory is not a race; a run
+                    takes about a minute). Six steady members stay connected
+                    while benchmarks/soak.js runs three phases of 1,500
+                    short-lived clients, 40 at a time: WebSocket,
+                    long-polling and upgrading, socket.io-client 4.x and 2.x
+                    (Engine.IO 3), guests, named guests, verified people and
+                    forged tokens (refused), joining one or two channels,
+                    typing, sending, leaving, and going at every step (right
+                    after connecting, after joining, in the middle of a
+                    send, after the whole visit, or cutting the TCP
+                    connection). After each phase, once /metrics counts only
+                    the steady members' connections again, the worker's RSS
+                    and open files are read. The first phase warms the
+                    server up (caches, the allocator's arenas, SQLite's page
+                    cache); what the next two add, divided by the
+                    connections that came and went in them, is the memory
+                    kept per connection: a leak shows as kilobytes, a server
+                    that returns to where it was as about nothing.
 
 Prints medians over the rounds and project/peer ratios, and writes them with
 the machine's description to benchmarks/README.md, and the latency
 distributions to benchmarks/latency.png.
 
     python benchmarks/run.py [--rounds 3] [--quick] [--output PATH] [--plot PATH]
+                             [--only SCENARIO ...]
 
 --quick runs every scenario tiny and once (what `make test` checks).
 """
@@ -71,6 +91,11 @@ ABUSE_ENV = {
     },
 }
 
+# The chat's environment for scenario (h): BENCH_ENV, and a key for the
+# tokens of its verified clients (which benchmarks/soak.js signs).
+SOAK_SECRET = "soak-token-secret-0123456789-abcdefghij"
+SOAK_ENV = {**BENCH_ENV, "CHAT_TOKEN_SECRET": SOAK_SECRET}
+
 FULL = {
     "burst": "--clients 100 --channels 10 --messages 100".split(),
     "latency": "--clients 100 --channels 10 --rate 500 --duration 5".split(),
@@ -82,6 +107,7 @@ FULL = {
     + "--in-flight 200 --warmup 1 --flood both".split(),
     "firehose": "--clients 100 --channels 10 --rate 500 --duration 5".split()
     + "--in-flight 100 --warmup 1 --flood both --firehose".split(),
+    "soak": "--clients 1500 --phases 3 --steady 6 --concurrency 40".split(),
 }
 QUICK = {
     "burst": "--clients 10 --channels 2 --messages 10".split(),
@@ -94,6 +120,7 @@ QUICK = {
     + "--in-flight 20 --warmup 0.2 --flood both".split(),
     "firehose": "--clients 10 --channels 2 --rate 50 --duration 1".split()
     + "--in-flight 20 --warmup 0.2 --flood both --firehose".split(),
+    "soak": "--clients 39 --phases 3 --steady 4 --concurrency 13".split(),
 }
 SCENARIOS = (
     "burst",
@@ -104,6 +131,7 @@ SCENARIOS = (
     "channels",
     "abuse",
     "firehose",
+    "soak",
 )
 TARGETS = {
     ("burst", "delivered_per_s"): "≥ 1.0× peer",
@@ -114,6 +142,7 @@ TARGETS = {
     ("abuse", "p99_ms"): "normal clients' p99 ≤ 100 ms",
     ("firehose", "p99_ms"): "normal clients' p99 ≤ 100 ms",
     ("channels", "ms"): "< 50 ms",
+    ("soak", "kept_per_connection_kb"): "≤ 0.5 KB",
 }
 
 
@@ -291,6 +320,79 @@ def connections(server, options):
     result["rss_before_kb"], result["rss_after_kb"] = before, after
     result["rss_per_connection_kb"] = round((after - before) / connected, 2)
     return result
+
+
+def soak(options, workdir):
+    """Scenario (h) on the chat, started afresh with SOAK_ENV: its worker's
+    RSS and open files once the steady members have joined, and after each
+    phase of benchmarks/soak.js once that phase's clients are gone."""
+    server = Project()
+    server.start(workdir, SOAK_ENV)
+    try:
+        return soak_readings(server, options)
+    finally:
+        server.stop()
+
+
+def soak_readings(server, options):
+    """soak.js against `server`: its result, with the worker's RSS (MB) and
+    open files at each reading, and the KB kept per connection."""
+    process = subprocess.Popen(
+        ["node", "soak.js", "--url", server.url, "--steps"]
+        + ["--token-secret", SOAK_SECRET, *options],
+        cwd=HERE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    pid, steady, readings, result = server.serving_pid, 0, [], {}
+    for line in process.stdout:  # the steady members, each phase, the result
+        step = json.loads(line)
+        if "scenario" in step:
+            result = step
+            break
+        steady = step.get("steady", steady)
+        settled = settle(server, steady)
+        readings.append((rss_kb(pid), open_files(pid), settled))
+        process.stdin.write("\n")
+        process.stdin.flush()
+    result["exit"] = process.wait(timeout=60)
+    if len(readings) < 3 or "clients_per_phase" not in result:
+        return result  # it failed before its phases were done
+    if not all(settled for _, _, settled in readings):
+        result["ok"] = False
+        result["error"] = "connections stayed open after their clients had gone"
+    rss = [kb for kb, _, _ in readings]
+    visits = result["clients_per_phase"] * (len(readings) - 2)  # after warm-up
+    result["rss_mb"] = [round(kb / 1024, 1) for kb in rss]  # start, each phase
+    result["open_files"] = [files for _, files, _ in readings]
+    result["kept_per_connection_kb"] = round((rss[-1] - rss[1]) / visits, 2)
+    return result
+
+
+def settle(server, connections, timeout=60):
+    """Wait until the server holds `connections` Engine.IO connections (its
+    /metrics, read from loopback), then a moment more; False if it never
+    does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        counted = next(
+            float(line.split()[1])
+            for line in text.splitlines()
+            if line.startswith("chat_connections ")
+        )
+        if counted == connections:
+            time.sleep(1)
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def open_files(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def run_round(server, sizes, workdir, latencies, only):
@@ -487,6 +589,45 @@ def abuse_rows(rounds, scenario):
     return rows
 
 
+def soak_rows(rounds):
+    """(h), measured once: RSS and open files after each phase, and the
+    memory kept per connection after the warm-up."""
+    result = next((each["soak"] for each in rounds["project"] if "soak" in each), {})
+    if "rss_mb" not in result:
+        return []
+    points = "after warm-up / phase 1 / phase 2"
+
+    def row(label, field, value, target=""):
+        return {
+            "label": f"(h) {label}",
+            "field": field,
+            "project": value,
+            "peer": None,
+            "ratio": None,
+            "target": target,
+        }
+
+    return [
+        row(
+            f"soak, {result['clients_per_phase']:,} short visits a phase: "
+            f"server RSS {points}, MB",
+            "rss_mb",
+            " / ".join(f"{mb:.1f}" for mb in result["rss_mb"][1:]),
+        ),
+        row(
+            "RSS kept per connection that came and went after the warm-up, KB",
+            "kept_per_connection_kb",
+            result["kept_per_connection_kb"],
+            TARGETS[("soak", "kept_per_connection_kb")],
+        ),
+        row(
+            f"open files {points}",
+            "open_files",
+            " / ".join(str(count) for count in result["open_files"][1:]),
+        ),
+    ]
+
+
 def summarise(rounds, in_process_results):
     """Medians per server, ratios project/peer, and whether all verified."""
     measured = {scenario for result in rounds["project"] for scenario in result}
@@ -505,6 +646,7 @@ def summarise(rounds, in_process_results):
     for scenario in ABUSERS:
         if scenario in measured:
             rows += abuse_rows(rounds, scenario)
+    rows += soak_rows(rounds)
     verified = all(
         result[scenario].get("ok") and result[scenario]["exit"] == 0
         for name in rounds
@@ -646,6 +788,11 @@ def main():
                 rounds[server.name].append(
                     run_round(server, sizes, workdir, latencies, only)
                 )
+        if "soak" in only:  # once, the chat alone (see the module)
+            print("soak: project", file=sys.stderr, flush=True)
+            workdir = Path(folder) / "soak"
+            workdir.mkdir()
+            rounds["project"][0]["soak"] = soak(sizes["soak"], workdir)
     measured = {
         scenario: in_process(scenario, sizes, rounds_count)
         for scenario in ("storage", "frames", "channels")
