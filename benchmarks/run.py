@@ -63,6 +63,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -94,6 +95,12 @@ ABUSE_ENV = {
 # The chat's environment for scenario (h): BENCH_ENV, and a key for the
 # tokens of its verified clients (which benchmarks/soak.js signs).
 SOAK_SECRET = "soak-token-secret-0123456789-abcdefghij"
+# With --admin, scenarios (a) to (c) run with the socket.io Admin UI on and
+# an admin watching (benchmarks/watch.js): what it costs is the difference
+# from a run without.
+ADMIN_PASSWORD = "an admin watching the benchmark"
+ADMIN_ENV = {"CHAT_ADMIN_PASSWORD": ADMIN_PASSWORD}
+
 SOAK_ENV = {**BENCH_ENV, "CHAT_TOKEN_SECRET": SOAK_SECRET}
 
 FULL = {
@@ -395,18 +402,50 @@ def open_files(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def run_round(server, sizes, workdir, latencies, only):
+def run_round(server, sizes, workdir, latencies, only, admin=False):
     results = {}
     if only & {"burst", "latency", "connections"}:
-        server.start(workdir, BENCH_ENV)
+        watched = admin and server.name == "project"
+        server.start(workdir, {**BENCH_ENV, **(ADMIN_ENV if watched else {})})
         try:
-            results.update(loads(server, sizes, workdir, latencies, only))
+            with watching(server if watched else None) as heard:
+                results.update(loads(server, sizes, workdir, latencies, only))
+            if watched:
+                told = heard["events"]
+                results["admin"] = {"events": told, "ok": bool(told), "exit": 0}
         finally:
             server.stop()
     for scenario in ("abuse", "firehose"):
         if scenario in only:
             results[scenario] = abuse(server, scenario, sizes, workdir / scenario)
     return results
+
+
+@contextmanager
+def watching(server):
+    """An admin logged in to `server`'s Admin UI namespace for the block
+    (benchmarks/watch.js), as the UI is; yields {"events": N}, what the
+    chat told it, filled in at the end. Nothing, for no server."""
+    heard = {"events": None}
+    if server is None:
+        yield heard
+        return
+    process = subprocess.Popen(
+        ["node", "watch.js", "--url", server.url, "--password", ADMIN_PASSWORD],
+        cwd=HERE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    started = json.loads(process.stdout.readline())
+    if not started.get("watching"):
+        raise RuntimeError(f"the admin could not log in: {started}")
+    try:
+        yield heard
+    finally:
+        process.stdin.close()
+        heard["events"] = json.loads(process.stdout.readline())["events"]
+        process.wait(timeout=10)
 
 
 def loads(server, sizes, workdir, latencies, only):
@@ -589,6 +628,23 @@ def abuse_rows(rounds, scenario):
     return rows
 
 
+def admin_rows(rounds):
+    """With --admin: what the admin watching the chat was told, per round."""
+    told = [each["admin"]["events"] for each in rounds["project"] if "admin" in each]
+    if not told:
+        return []
+    return [
+        {
+            "label": "Admin UI on, an admin watching: events it was told (median)",
+            "field": "events",
+            "project": statistics.median(told),
+            "peer": None,
+            "ratio": None,
+            "target": "",
+        }
+    ]
+
+
 def soak_rows(rounds):
     """(h), measured once: RSS and open files after each phase, and the
     memory kept per connection after the warm-up."""
@@ -646,7 +702,7 @@ def summarise(rounds, in_process_results):
     for scenario in ABUSERS:
         if scenario in measured:
             rows += abuse_rows(rounds, scenario)
-    rows += soak_rows(rounds)
+    rows += soak_rows(rounds) + admin_rows(rounds)
     verified = all(
         result[scenario].get("ok") and result[scenario]["exit"] == 0
         for name in rounds
@@ -771,6 +827,12 @@ def main():
         default=SCENARIOS,
         help="run these scenarios alone (the report is then not written)",
     )
+    parser.add_argument(
+        "--admin",
+        action="store_true",
+        help="with the Admin UI on and an admin watching the chat in (a) to (c)"
+        " (the report is then not written)",
+    )
     args = parser.parse_args()
     only = set(args.only)
     sizes = QUICK if args.quick else FULL
@@ -786,7 +848,7 @@ def main():
                 workdir.mkdir()
                 print(f"round {number + 1}: {server.name}", file=sys.stderr, flush=True)
                 rounds[server.name].append(
-                    run_round(server, sizes, workdir, latencies, only)
+                    run_round(server, sizes, workdir, latencies, only, args.admin)
                 )
         if "soak" in only:  # once, the chat alone (see the module)
             print("soak: project", file=sys.stderr, flush=True)
@@ -800,7 +862,7 @@ def main():
     }
     rows, verified = summarise(rounds, measured)
     print(table(rows))
-    if only == set(SCENARIOS):
+    if only == set(SCENARIOS) and not args.admin:
         plot(latencies, args.plot)
         write_report(args.output, rows, verified, rounds_count, args.plot.name)
     print(json.dumps({"verified": verified, "rounds": rounds, **measured}))
