@@ -10,20 +10,24 @@ from servers import ROOT
 pytestmark = pytest.mark.server
 
 
-def test_a_quick_benchmark_run_verifies_every_scenario(tmp_path):
-    report, plot = tmp_path / "README.md", tmp_path / "latency.png"
-
+def quick_run(*options):
+    """`run.py --quick` with `options`: its JSON summary, once it passed."""
     done = subprocess.run(
-        [sys.executable, "benchmarks/run.py", "--quick"]
-        + ["--output", str(report), "--plot", str(plot)],
+        [sys.executable, "benchmarks/run.py", "--quick", *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
-
     assert done.returncode == 0, done.stderr[-2000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_quick_benchmark_run_verifies_every_scenario(tmp_path):
+    report, plot = tmp_path / "README.md", tmp_path / "latency.png"
+
+    summary = quick_run("--output", str(report), "--plot", str(plot))
+
     assert summary["verified"] is True
     for server in ("project", "peer"):
         (round_,) = summary["rounds"][server]
@@ -42,6 +46,21 @@ def test_a_quick_benchmark_run_verifies_every_scenario(tmp_path):
     assert "(e) beside a firehose, 100 every 5 ms: normal clients' p99 ms" in text
     assert "normal clients' p99 ≤ 100 ms" in text
     assert plot.stat().st_size > 0
+    soak = summary["rounds"]["project"][0]["soak"]
+    assert soak["ok"] is True and len(soak["rss_mb"]) >= 3
+    assert "(h) soak" in text
+
+
+def test_a_benchmark_run_with_an_admin_watching_the_chat(tmp_path):
+    report = tmp_path / "README.md"
+
+    summary = quick_run("--only", "burst", "--admin", "--output", str(report))
+
+    (chat,) = summary["rounds"]["project"]
+    assert chat["burst"]["lost"] == 0
+    assert chat["admin"]["events"] > 0  # told of the clients connecting, at least
+    assert "admin" not in summary["rounds"]["peer"][0]
+    assert not report.exists()  # a partial run writes no report
 
 
 def assert_abuse_counted(abuse):
