@@ -105,6 +105,9 @@ class Config:
     # The socket.io Admin UI's password (user `admin`); unset, /admin/ and
     # the /admin namespace are off.
     CHAT_ADMIN_PASSWORD = os.environ.get("CHAT_ADMIN_PASSWORD") or None
+    # Who may reach the Admin UI besides loopback: comma-separated CIDR
+    # networks; never through a proxy (a request with X-Forwarded-For).
+    CHAT_ADMIN_ALLOW = os.environ.get("CHAT_ADMIN_ALLOW", "")
     # Seconds between two server_stats sent to the Admin UI.
     CHAT_ADMIN_STATS_INTERVAL = float(os.environ.get("CHAT_ADMIN_STATS_INTERVAL", "2"))
     # Seconds after posting that a verified author may still edit a message.

@@ -217,6 +217,7 @@ def register_admin(app):
             socketio.server,
             password,
             app.extensions["chat"].rates,
+            allowed=networks(app.config["CHAT_ADMIN_ALLOW"], "CHAT_ADMIN_ALLOW"),
             person_of=app.extensions["chat"].membership.person_of,
             stats_interval=app.config["CHAT_ADMIN_STATS_INTERVAL"],
         )

@@ -141,8 +141,8 @@ def may_read(address, allowed):
     return ip.is_loopback or any(ip in network for network in allowed)
 
 
-def networks(value):
-    """CHAT_METRICS_ALLOW, comma-separated CIDR networks, parsed."""
+def networks(value, setting="CHAT_METRICS_ALLOW"):
+    """A setting of comma-separated CIDR networks, parsed."""
     try:
         return [
             ipaddress.ip_network(part.strip(), strict=False)
@@ -150,4 +150,4 @@ def networks(value):
             if part.strip()
         ]
     except ValueError as error:
-        raise RuntimeError(f"CHAT_METRICS_ALLOW: {error}") from None
+        raise RuntimeError(f"{setting}: {error}") from None

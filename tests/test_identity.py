@@ -124,6 +124,8 @@ BAD_TOKENS = {
     "an unknown role": lambda: token(role="admin"),
     "a name with a tab": lambda: token(name="a\tb"),
     "8 KB": lambda: token(name="x" * 8000),
+    "a lone surrogate": lambda: "\ud800",
+    "not ASCII": lambda: token() + "é",
 }
 
 

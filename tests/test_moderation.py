@@ -270,6 +270,8 @@ def test_wrong_api_keys_are_counted_and_then_refused(client):
 
     assert answers[:10] == [401] * 10
     assert answers[10:] == [429, 429]
+    # Then even the right key waits: a guess that hits is not told so.
+    assert client.get("/api/audit", headers={"X-API-Key": API_KEY}).status_code == 429
 
 
 @pytest.mark.parametrize("app_settings", [{"CHAT_TOKEN_SECRET": SECRET}])

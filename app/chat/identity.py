@@ -122,6 +122,8 @@ class Tokens:
         (401)."""
         if not isinstance(token, str) or not 0 < len(token) <= TOKEN_MAX_LENGTH:
             raise _invalid("token must be a JWT string")
+        if not token.isascii():  # a JWT is base64url: lone surrogates and all
+            raise _invalid("the token is not valid: not a JWT")
         if self.key is None:
             raise _invalid("this chat verifies no tokens (no key is set)")
         try:
@@ -224,6 +226,8 @@ def same_key(given, key):
     equal, in a time that tells nothing of either: their digests, of one
     length whatever the keys', are compared in constant time."""
     digest = hashlib.sha256
+    # "surrogatepass": text decoded from JSON may hold lone surrogates.
     return hmac.compare_digest(
-        digest(given.encode()).digest(), digest(key.encode()).digest()
+        digest(given.encode("utf-8", "surrogatepass")).digest(),
+        digest(key.encode()).digest(),
     )

@@ -29,7 +29,7 @@ _NOUNS = {
     "join": "joins",
     "typing": "typing notices",
     "new_channel": "new channels",
-    "api_key": "wrong API keys",
+    "api_key": "wrong API keys and passwords",
 }
 
 
@@ -79,6 +79,29 @@ class Rates:
                 counter, allowed = self._hit_address(limit, action, key)
                 if not allowed:
                     raise _refusal(action, counter, limit, key)
+
+    def check_spent(self, action, sender):
+        """Raise `rate_limited` if `sender`'s address has already spent its
+        limit of `action`, counting nothing: for actions counted only when
+        they fail (wrong keys and passwords), so that a right guess is
+        refused as well once the wrong ones are spent."""
+        if not self.enabled or sender.address is None:
+            return
+        key = ("address", sender.address)
+        for limit in self.per_address[action]:
+            counter, allowed = self._test_address(limit, action, key)
+            if not allowed:
+                raise _refusal(action, counter, limit, key)
+
+    def _test_address(self, limit, action, key):
+        """As _hit_address, counting nothing."""
+        if self.shared is not None and self.link.up:
+            allowed = self.link.run(
+                "rate limits", lambda _: self.shared.test(limit, action, *key)
+            )
+            if allowed is not None:
+                return self.shared, allowed
+        return self.local, self.local.test(limit, action, *key)
 
     def forget(self, connection):
         """A connection closed: drop its counts now rather than at the next

@@ -22,6 +22,7 @@ import os
 import socket
 import time
 from datetime import UTC, datetime
+from functools import partial
 from urllib.parse import parse_qs
 
 from socketio.admin import InstrumentedServer
@@ -30,6 +31,7 @@ from socketio.exceptions import ConnectionRefusedError
 from app.chat.errors import ChatError
 from app.chat.identity import same_key
 from app.chat.rate_limits import Sender
+from app.metrics import may_read
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,11 @@ ADMINS = "admins"
 # the UI list sockets); none of EMIT, JOIN, LEAVE or DISCONNECT.
 FEATURES = ["AGGREGATED_EVENTS", "ALL_EVENTS"]
 # Handshake headers not shown: credentials of the person behind a socket.
-PRIVATE_HEADERS = frozenset({"cookie", "authorization"})
+PRIVATE_HEADERS = frozenset(
+    {"cookie", "authorization", "proxy_authorization", "x_api_key"}
+)
+MIN_PASSWORD_LENGTH = 16
+OUTSIDE = "the Admin UI is open to this process's operators only"
 UPGRADE_CHECKS = 5  # seconds a new long-polling socket is watched for its upgrade
 
 
@@ -51,9 +57,19 @@ class AdminPanel(InstrumentedServer):
     """The `/admin` namespace of a Socket.IO `server`, for admins who know
     `password`; wrong passwords are counted by `rates` (app.chat.rate_limits)."""
 
-    def __init__(self, server, password, rates, person_of=None, stats_interval=2):
+    def __init__(
+        self, server, password, rates, allowed=(), person_of=None, stats_interval=2
+    ):
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise RuntimeError(
+                f"CHAT_ADMIN_PASSWORD has {len(password)} characters; the Admin"
+                f" UI needs at least {MIN_PASSWORD_LENGTH}"
+            )
+        if not stats_interval > 0:
+            raise RuntimeError("CHAT_ADMIN_STATS_INTERVAL must be a positive number")
         self.password = password
         self.rates = rates
+        self.allowed = allowed  # networks besides loopback (CHAT_ADMIN_ALLOW)
         # The Person (app.chat.identity) behind a socket of the chat's
         # namespace, shown as the socket's data.
         self.person_of = person_of
@@ -94,21 +110,39 @@ class AdminPanel(InstrumentedServer):
 
     def admin_connect(self, sid, environ, credentials):
         """Let an admin in, then send the UI its features and every socket.
-        A wrong password counts towards the address's limit of wrong keys;
-        no password at all (the UI reconnecting with a session, which
-        python-socketio does not keep) is refused without counting."""
-        if not self.admits(credentials):
-            if isinstance(credentials, dict) and "password" in credentials:
-                address = environ.get("REMOTE_ADDR")
-                log.warning("Admin UI: wrong password from %s", address)
-                try:
-                    self.rates.check("api_key", Sender(None, address))
-                except ChatError as error:
-                    raise ConnectionRefusedError(error.message) from None
-            raise ConnectionRefusedError("invalid credentials")
-        log.info("Admin UI: admin connected from %s", environ.get("REMOTE_ADDR"))
+
+        Only from the networks the Admin UI is open to (loopback and
+        CHAT_ADMIN_ALLOW), never through a proxy. A wrong password counts
+        towards the address's limit of wrong keys, and once that is spent
+        even the right one is refused; no password at all (the UI
+        reconnecting with a session, which python-socketio does not keep)
+        is refused without counting."""
+        address = environ.get("REMOTE_ADDR")
+        if not self.reachable(environ):
+            log.warning("Admin UI: a login from %s, outside its networks", address)
+            raise ConnectionRefusedError(OUTSIDE)
+        sender = Sender(None, address)
+        tried = isinstance(credentials, dict) and "password" in credentials
+        try:
+            if tried:
+                self.rates.check_spent("api_key", sender)
+            if not self.admits(credentials):
+                if tried:
+                    log.warning("Admin UI: wrong password from %s", address)
+                    self.rates.check("api_key", sender)
+                raise ConnectionRefusedError("invalid credentials")
+        except ChatError as error:
+            raise ConnectionRefusedError(error.message) from None
+        log.info("Admin UI: admin connected from %s", address)
         self.sio.enter_room(sid, ADMINS, namespace=self.admin_namespace)
         self.sio.start_background_task(self._welcome, sid)
+
+    def reachable(self, environ):
+        """Whether a request may reach the Admin UI: from loopback or the
+        `allowed` networks, and not forwarded by a proxy."""
+        if "HTTP_X_FORWARDED_FOR" in environ or "HTTP_FORWARDED" in environ:
+            return False
+        return may_read(environ.get("REMOTE_ADDR"), self.allowed)
 
     def _welcome(self, sid):
         self.sio.sleep(0.1)  # once the UI has its CONNECT
@@ -138,11 +172,11 @@ class AdminPanel(InstrumentedServer):
         sid = self._connect(sid, namespace)
         self.sio.manager._timestamps[sid] = time.time()
         if self.watched():
-            eio_sid = self.sio.manager.eio_sid_from_sid(sid, namespace)
-            self._tell(
+            self._report(
                 "socket_connected",
-                (self.serialize_socket(sid, namespace, eio_sid), _now()),
+                lambda: (self.serialize_socket(sid, namespace), _now()),
             )
+            eio_sid = self.sio.manager.eio_sid_from_sid(sid, namespace)
             connection = self.sio.eio.sockets.get(eio_sid)
             if connection is not None and not connection.upgraded:
                 self.sio.start_background_task(
@@ -151,23 +185,36 @@ class AdminPanel(InstrumentedServer):
         return sid
 
     def _triggered(self, event, namespace, *args):
-        if event == "disconnect":
-            sid, reason = args[0], args[1] if len(args) > 1 else None
-            self.sio.manager._timestamps.pop(sid, None)
-            if self.watched():
-                self._tell("socket_disconnected", (namespace, sid, reason, _now()))
+        # Only a socket reported connected has a timestamp to pop.
+        if event == "disconnect" and self.sio.manager._timestamps.pop(args[0], None):
+            reason = args[1] if len(args) > 1 else None
+            self._report("socket_disconnected", (namespace, args[0], reason, _now()))
         return self._trigger(event, namespace, *args)
 
     def _entered(self, sid, namespace, room, eio_sid=None):
         self._enter(sid, namespace, room, eio_sid=eio_sid)
         # A socket's own room is among its rooms when it is reported.
-        if room not in (None, sid) and self.watched():
-            self._tell("room_joined", (namespace, room, sid, _now()))
+        if room not in (None, sid):
+            self._report("room_joined", (namespace, room, sid, _now()))
 
     def _left(self, sid, namespace, room):
         self._leave(sid, namespace, room)
-        if room is not None and self.watched():
-            self._tell("room_left", (namespace, room, sid, _now()))
+        # Not for a socket refused as it connected: it was never reported.
+        if room is not None and sid not in self.sio.manager.pending_connect.get(
+            namespace, ()
+        ):
+            self._report("room_left", (namespace, room, sid, _now()))
+
+    def _report(self, event, data):
+        """Tell the admins watching `event` with `data` (or what `data()`
+        makes): the hooks' one way out, which never fails the chat's own
+        work."""
+        if not self.watched():
+            return
+        try:
+            self._tell(event, data() if callable(data) else data)
+        except Exception:
+            log.exception("Admin UI: telling the admins of %s failed", event)
 
     def _await_upgrade(self, connection, sid, namespace):
         """Report a long-polling socket's move to a WebSocket."""
@@ -177,7 +224,7 @@ class AdminPanel(InstrumentedServer):
                 return
             if connection.upgraded:
                 update = {"id": sid, "nsp": namespace, "transport": "websocket"}
-                self._tell("socket_updated", update)
+                self._report("socket_updated", update)
                 return
 
     def _emit_server_stats(self):
@@ -187,8 +234,7 @@ class AdminPanel(InstrumentedServer):
         while not self.stop_stats_event.is_set():
             self.sio.sleep(self.server_stats_interval)
             events = self.event_buffer.get_and_clear()
-            if self.watched():
-                self._tell("server_stats", self.stats(started, events))
+            self._report("server_stats", partial(self.stats, started, events))
 
     def stats(self, started, events):
         server, manager = self.sio, self.sio.manager

@@ -2,13 +2,14 @@
 `@socket.io/admin-ui`, served from node_modules with the fonts it would
 otherwise load from other hosts (its icons and Roboto, from their own npm
 packages). It talks to the `/admin` namespace (app.realtime.admin); both
-are off (404) without CHAT_ADMIN_PASSWORD.
+are off (404) without CHAT_ADMIN_PASSWORD, and refused (403) outside the
+networks the namespace admits.
 """
 
 import re
 from functools import cache
 
-from flask import Blueprint, abort, current_app, send_from_directory
+from flask import Blueprint, abort, current_app, request, send_from_directory
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -38,10 +39,14 @@ POLICY = "; ".join(
 
 
 @bp.before_request
-def require_password():
-    """Nothing here without CHAT_ADMIN_PASSWORD."""
+def require_operator():
+    """Nothing here without CHAT_ADMIN_PASSWORD; and only for the networks
+    its namespace admits (loopback and CHAT_ADMIN_ALLOW, not through a
+    proxy)."""
     if not current_app.config["CHAT_ADMIN_PASSWORD"]:
         abort(404)
+    if not current_app.extensions["chat_admin"].reachable(request.environ):
+        abort(403, "the Admin UI is open to this process's operators only")
 
 
 @bp.get("/")

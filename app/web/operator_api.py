@@ -35,8 +35,11 @@ def require_operator():
         )
     given = request.headers.get("X-API-Key")
     if given is not None:
+        sender = Sender(None, request.remote_addr)
+        # Once an address has spent its wrong keys, even the right one waits.
+        chat().rates.check_spent("api_key", sender)
         if not same_key(given, key):
-            chat().rates.check("api_key", Sender(None, request.remote_addr))
+            chat().rates.check("api_key", sender)
             log.warning("operator API: wrong API key from %s", request.remote_addr)
             raise ChatError("invalid_api_key", "the API key is wrong", status=401)
         g.operator = "api-key"
