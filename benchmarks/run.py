@@ -143,7 +143,7 @@ SCENARIOS = (
 TARGETS = {
     ("burst", "delivered_per_s"): "≥ 1.0× peer",
     ("latency", "p99_ms"): "≤ 1.5× peer",
-    ("connections", "rss_per_connection_kb"): "≤ 30 KB",
+    ("connections", "rss_per_connection_kb"): "≤ 14 KB",
     ("storage", "storage_ratio"): "≤ 1.2×",
     ("burst", "cpu_us_per_delivery"): "≤ 1.0× peer",
     ("abuse", "p99_ms"): "normal clients' p99 ≤ 100 ms",
