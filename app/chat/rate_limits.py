@@ -76,7 +76,7 @@ class Rates:
         if sender.address is not None:
             key = ("address", sender.address)
             for limit in self.per_address[action]:
-                counter, allowed = self._hit_address(limit, action, key)
+                counter, allowed = self._at_address("hit", limit, action, key)
                 if not allowed:
                     raise _refusal(action, counter, limit, key)
 
@@ -89,19 +89,9 @@ class Rates:
             return
         key = ("address", sender.address)
         for limit in self.per_address[action]:
-            counter, allowed = self._test_address(limit, action, key)
+            counter, allowed = self._at_address("test", limit, action, key)
             if not allowed:
                 raise _refusal(action, counter, limit, key)
-
-    def _test_address(self, limit, action, key):
-        """As _hit_address, counting nothing."""
-        if self.shared is not None and self.link.up:
-            allowed = self.link.run(
-                "rate limits", lambda _: self.shared.test(limit, action, *key)
-            )
-            if allowed is not None:
-                return self.shared, allowed
-        return self.local, self.local.test(limit, action, *key)
 
     def forget(self, connection):
         """A connection closed: drop its counts now rather than at the next
@@ -112,16 +102,18 @@ class Rates:
             for limit in limits:
                 self.local.clear(limit, action, "connection", connection)
 
-    def _hit_address(self, limit, action, key):
-        """Count an address's action in Redis when it answers, else here;
-        returns the counter used and whether the action is allowed."""
+    def _at_address(self, verb, limit, action, key):
+        """An address's action counted (`verb` "hit") or looked at ("test"),
+        in Redis when it answers, else here; returns the counter used and
+        whether the action is allowed."""
         if self.shared is not None and self.link.up:
             allowed = self.link.run(
-                "rate limits", lambda _: self.shared.hit(limit, action, *key)
+                "rate limits",
+                lambda _: getattr(self.shared, verb)(limit, action, *key),
             )
             if allowed is not None:
                 return self.shared, allowed
-        return self.local, self.local.hit(limit, action, *key)
+        return self.local, getattr(self.local, verb)(limit, action, *key)
 
 
 def _limits(text):
