@@ -9,6 +9,7 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import gc  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 
@@ -29,8 +30,22 @@ def log_to_stderr():
     chat_log.setLevel(logging.INFO)
 
 
+def tune_garbage_collection():
+    """Keep what start-up built out of the garbage collector's way for good
+    (gc.freeze), and collect every 50,000 net allocations rather than 700:
+    a message's short-lived objects are freed by their reference counts,
+    and the chat makes few cycles. Measured with `make bench`'s (a) and (b)
+    on one process, medians of alternated rounds: CPU per delivery 5.5-5.9
+    → 5.25-5.3 µs, p99 at 500 messages/s no worse; 0.5 KB more per idle
+    connection (7.5 → 8.0 KB)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 log_to_stderr()
 app = create_app()
+tune_garbage_collection()
 
 # Seconds between two sweeps of expired receipts (client_ids past their window).
 RECEIPT_SWEEP = 3600
