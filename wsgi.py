@@ -35,9 +35,10 @@ def tune_garbage_collection():
     (gc.freeze), and collect every 50,000 net allocations rather than 700:
     a message's short-lived objects are freed by their reference counts,
     and the chat makes few cycles. Measured with `make bench`'s (a) and (b)
-    on one process, medians of alternated rounds: CPU per delivery 5.5-5.9
-    → 5.25-5.3 µs, p99 at 500 messages/s no worse; 0.5 KB more per idle
-    connection (7.5 → 8.0 KB)."""
+    on one process, medians of three sets of alternated rounds: CPU per
+    delivery 5.9 → 5.25, 5.5 → 5.3 and 5.3 → 5.3 µs (the last beside the
+    yardstick: 0.82× both ways), p99 at 500 messages/s no worse; 0.5 KB
+    more per idle connection (7.5 → 8.0 KB)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
