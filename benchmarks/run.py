@@ -189,9 +189,14 @@ def rss_kb(pid):
 
 
 class Project:
-    """The chat as `make serve` runs it: gunicorn, one process, SQLite."""
+    """The chat as `make serve` runs it: gunicorn, one process, SQLite;
+    this checkout's, or the one at `root`."""
 
     name = "project"
+
+    def __init__(self, root=ROOT, name="project"):
+        self.root = root
+        self.name = name
 
     def start(self, workdir, extra_env=None):
         self.port = free_port()
@@ -206,7 +211,7 @@ class Project:
         }
         subprocess.run(
             [BIN / "flask", "--app", "app", "db", "upgrade"],
-            cwd=ROOT,
+            cwd=self.root,
             env=env,
             check=True,
             capture_output=True,
@@ -214,7 +219,7 @@ class Project:
         self.log = open(workdir / "project.log", "wb")
         self.process = subprocess.Popen(
             [BIN / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT,
+            cwd=self.root,
             env=env,
             stdout=self.log,
             stderr=self.log,
