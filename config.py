@@ -46,6 +46,10 @@ class Config:
     # Connections each process keeps to PostgreSQL (and may add under load).
     DATABASE_POOL_SIZE = int(os.environ.get("DATABASE_POOL_SIZE", "10"))
     DATABASE_MAX_OVERFLOW = int(os.environ.get("DATABASE_MAX_OVERFLOW", "20"))
+    # SQLite: seconds within which an acked message is synced to the disk
+    # (it is safe from a crash of the process at once); 0 syncs every commit
+    # before its ack.
+    CHAT_SQLITE_SYNC_INTERVAL = float(os.environ.get("CHAT_SQLITE_SYNC_INTERVAL", "1"))
     REDIS_URL = os.environ.get("REDIS_URL") or None
     # The Redis pub/sub channel shared by every process of one deployment.
     REDIS_CHANNEL = os.environ.get("REDIS_CHANNEL", "flask-socketio")

@@ -3,6 +3,7 @@
 import os
 
 from flask import Flask, jsonify, request
+from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -15,7 +16,13 @@ from app.chat.moderation import Bans, Moderation, SlowMode
 from app.chat.presence import LocalPresence, Presence, RedisPresence
 from app.chat.rate_limits import Rates
 from app.chat.services import Chat
-from app.extensions import database_options, db, migrate, socketio
+from app.extensions import (
+    database_options,
+    db,
+    migrate,
+    socketio,
+    sync_every_commit,
+)
 from app.metrics import Metrics, networks
 from app.realtime.admin import AdminPanel
 from app.realtime.archive import Archive
@@ -75,6 +82,9 @@ def register_extensions(app):
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", database_options(app.config))
     db.init_app(app)
+    if app.config["CHAT_SQLITE_SYNC_INTERVAL"] == 0:
+        with app.app_context():
+            event.listen(db.engine, "connect", sync_every_commit)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     app.extensions["chat_redis"] = _redis_link(app.config)
     socketio.init_app(

@@ -30,15 +30,31 @@ socketio = SocketIO()
 
 @event.listens_for(Engine, "connect")
 def _tune_sqlite(dbapi_connection, _record):
-    """SQLite: write-ahead log, durable commits, foreign keys, wait on locks."""
+    """SQLite: write-ahead log, commits that do not wait for the disk,
+    foreign keys, wait on locks.
+
+    Commits reach the disk at the next checkpoint, which a thread takes
+    every CHAT_SQLITE_SYNC_INTERVAL seconds (app.chat.storage.Checkpoints);
+    a commit checkpoints itself only once the log has grown past 10,000
+    pages (40 MB), should that thread fall behind.
+    """
     if not isinstance(dbapi_connection, sqlite3.Connection):
         return
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def sync_every_commit(dbapi_connection, _record):
+    """SQLite with CHAT_SQLITE_SYNC_INTERVAL=0: each commit is synced to the
+    disk before it returns (after _tune_sqlite, as an engine's own
+    listeners run after those of every engine)."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.execute("PRAGMA synchronous=FULL")
 
 
 def database_options(config):

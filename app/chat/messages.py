@@ -48,6 +48,7 @@ class Messages:
         self.retry_hours = config["CHAT_RETRY_HOURS"]
         self.known = KnownChannels()
         self.writer = BatcherPool(self._write, keyed=per_channel)
+        self.connections = storage.WriteConnections(config["CHAT_SQLITE_SYNC_INTERVAL"])
 
     def post(
         self, channel, message, author=None, client_id=None, sender=None, user_id=None
@@ -82,7 +83,9 @@ class Messages:
             published.append(None)
             publish(message)
 
-        answers = storage.write_messages(drafts, self.history_limit, count_and_publish)
+        answers = storage.write_messages(
+            drafts, self.history_limit, count_and_publish, self.connections
+        )
         if self.metrics is not None:
             self.metrics.stored += len(published)
         return answers

@@ -8,11 +8,17 @@ rolls back in one place and reports a database that does not answer as
 
 import hashlib
 import logging
+import sqlite3
+import threading
 import time
+import weakref
 from collections import Counter
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
+
+import gevent
+import gevent.monkey
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -77,28 +83,154 @@ class Draft(NamedTuple):
     user_id: str | None = None  # a verified author's id at the host site
 
 
-def write_messages(drafts, limit, publish):
+class WriteConnections:
+    """Where the write path takes its DB-API connection from.
+
+    PostgreSQL's batches of different channels are written at once, each on
+    a connection of the pool. A SQLite file is written one batch at a time
+    (the chat's batches share one Batcher there), so its connection is kept
+    from one batch to the next rather than taken from the pool and handed
+    back each time, and its checkpoints are taken off the message path
+    (Checkpoints). A connection that failed is handed back, and the next
+    batch takes another.
+    """
+
+    def __init__(self, sync_every=1.0):
+        # Seconds between checkpoints; commits that sync themselves (0) still
+        # leave checkpoints to a thread, every second.
+        self.checkpoint_every = sync_every or 1.0
+        self.checkpoints = None
+        self._kept = None  # (engine, connection)
+
+    def take(self, engine):
+        kept = self._kept
+        if kept is not None and kept[0] is engine:
+            return kept[1]
+        connection = engine.raw_connection()
+        if _one_writer(engine):
+            self._kept = (engine, connection)
+            path = engine.url.database
+            if self.checkpoints is None or self.checkpoints.path != path:
+                self.checkpoints = Checkpoints(path, self.checkpoint_every)
+                self.checkpoints.start(self)
+        return connection
+
+    def give_back(self, connection, failed=False):
+        kept = self._kept
+        if kept is not None and kept[1] is connection:
+            if not failed:
+                return
+            self._kept = None
+        connection.close()  # back to the pool
+
+
+def _one_writer(engine):
+    """A SQLite file: one writer at a time, the same database from every
+    thread (an in-memory one is a database per thread)."""
+    url = engine.url
+    return url.get_backend_name() == "sqlite" and url.database not in (
+        None,
+        "",
+        ":memory:",
+    )
+
+
+class Checkpoints:
+    """SQLite's checkpoints, in a thread of their own.
+
+    The chat's SQLite connections commit without waiting for the disk
+    (app.extensions: synchronous=NORMAL, unless CHAT_SQLITE_SYNC_INTERVAL is
+    0) and leave checkpoints to this: every `interval` seconds, on a
+    connection of its own and in an operating system thread, so that the
+    event loop serves everyone meanwhile, it syncs the write-ahead log and
+    copies it into the database (PASSIVE: writers carry on). An acked
+    message is therefore on the disk within about `interval` seconds, and
+    safe from a crash of the process at once. A checkpoint in the commit
+    that crossed a thousand pages, SQLite's default, held up every client of
+    the process for milliseconds; the commits' own checkpoint stays as a
+    backstop for a log this has let grow (app.extensions).
+    """
+
+    def __init__(self, path, interval):
+        self.path = path
+        self.interval = interval
+        self._connection = None
+
+    def start(self, owner):
+        """Run until `owner` (a WriteConnections) is gone or has others."""
+        owner = weakref.ref(owner)
+        threading.Thread(target=self._run, args=(owner,), daemon=True).start()
+
+    def _run(self, owner):
+        while True:
+            time.sleep(self.interval)  # gevent makes it a greenlet's sleep
+            kept = owner()
+            if kept is None or kept.checkpoints is not self:
+                break
+            del kept
+            try:
+                _off_the_loop(self.checkpoint)
+            except Exception as error:
+                log.warning("checkpoint of %s failed: %s", self.path, error)
+        if self._connection is not None:
+            _off_the_loop(self._connection.close)
+
+    def checkpoint(self, passes=4):
+        """Sync the log and copy it into the database. The log starts again
+        from its beginning only once all of it is copied, so while commits
+        made during a pass are left over, another pass copies them (up to
+        `passes`). Returns SQLite's (busy, frames in the log, frames
+        copied) of the last pass."""
+        if self._connection is None:
+            self._connection = sqlite3.connect(
+                self.path, timeout=10, check_same_thread=False
+            )
+        copied_before = None
+        for _ in range(passes):
+            result = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            busy, frames, copied = result.fetchone()
+            if busy or copied == copied_before:  # nothing new: all copied
+                break
+            copied_before = copied
+        return busy, frames, copied
+
+
+def _off_the_loop(work):
+    """Run `work` in an operating system thread and wait for it: under
+    gevent, one of the hub's pool, while the event loop serves others;
+    otherwise in the calling thread, which is one."""
+    if gevent.monkey.is_module_patched("threading"):
+        return gevent.get_hub().threadpool.apply(work)
+    return work()
+
+
+def write_messages(drafts, limit, publish, connections=None):
     """Store drafts in one transaction, keeping each channel's newest
     `limit`, then `publish` each new message.
 
     Publishing happens after the commit, while the channels' turns are
     still held (see _turn). Returns each draft's message, in the given order:
     the one stored now, or the one a previous send of its client_id stored.
+    The connection comes from `connections` (a WriteConnections), or the
+    pool.
     """
     engine = db.engine
     sql = _SQL[engine.dialect.name == "postgresql"]
     unreachable = _unreachable(engine)
+    connections = connections or WriteConnections()
     with _reaching_the_database(unreachable):
-        connection = engine.raw_connection()
+        connection = connections.take(engine)
+    failed = True
     try:
         with _turn(connection, sql, {draft.channel for draft in drafts}, unreachable):
             with _reaching_the_database(unreachable):
                 answers, stored = _transaction(connection, sql, drafts, limit)
+            failed = False
             # Committed: no database error after this point concerns the senders.
             for message in stored:
                 publish(message)
     finally:
-        connection.close()  # back to the pool
+        connections.give_back(connection, failed)
     return answers
 
 
