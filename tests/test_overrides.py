@@ -65,6 +65,21 @@ def test_socketio_dispatches_events_to_the_namespace_trigger_event(monkeypatch, 
     assert [args[1] for args in calls] == ["leave"]
 
 
+def test_socketio_drops_the_environ_of_a_connection_that_ended(member):
+    # ChatNamespace._still_open reads it, to refuse a connect that outlived
+    # its connection. The chat's sessions report their end this way
+    # (ChatSocket.close).
+    server = socketio.server
+    eio_sid = member.client.eio_sid
+    assert eio_sid in server.environ
+
+    server.eio._trigger_event(
+        "disconnect", eio_sid, server.reason.CLIENT_DISCONNECT, run_async=False
+    )
+
+    assert eio_sid not in server.environ
+
+
 @pytest.mark.parametrize("method", ["decode", "encode"])
 def test_socketio_codes_packets_with_the_checked_packet(monkeypatch, member, method):
     calls = spy(monkeypatch, CheckedPacket, method)

@@ -79,6 +79,23 @@ class ChatNamespace(Namespace):
         except ChatError as error:
             self.refused(error.code)
             raise ConnectionRefusedError(error.message, error.as_dict()) from None
+        if not self._still_open(sid):
+            # The connection ended while this waited (on the database, for
+            # a person's ban): python-socketio skipped its disconnect, as it
+            # was not connected yet, and would now register it for good.
+            self.membership.disconnect(sid)
+            return False
+        return True
+
+    def _still_open(self, sid):
+        """Whether the connection behind `sid` has not ended: its Engine.IO
+        disconnect not handled (python-socketio then drops its environ),
+        nor under way (its session closing)."""
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
+        if eio_sid not in self.server.environ:
+            return False
+        session = self.server.eio.sockets.get(eio_sid)  # none for a test client
+        return session is None or not (session.closing or session.closed)
 
     def on_disconnect(self, sid, reason=None):
         self.membership.disconnect(sid)
