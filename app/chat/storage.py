@@ -19,7 +19,6 @@ from typing import NamedTuple
 
 import gevent
 import gevent.monkey
-
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -128,11 +127,10 @@ def _one_writer(engine):
     """A SQLite file: one writer at a time, the same database from every
     thread (an in-memory one is a database per thread)."""
     url = engine.url
-    return url.get_backend_name() == "sqlite" and url.database not in (
-        None,
-        "",
-        ":memory:",
-    )
+    return url.get_backend_name() == "sqlite" and url.database not in _IN_MEMORY
+
+
+_IN_MEMORY = (None, "", ":memory:")
 
 
 class Checkpoints:
