@@ -1,5 +1,6 @@
 """Channel Chat: real-time channel chat on Flask-SocketIO."""
 
+import math
 import os
 
 from flask import Flask, jsonify, request
@@ -82,7 +83,13 @@ def register_extensions(app):
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", database_options(app.config))
     db.init_app(app)
-    if app.config["CHAT_SQLITE_SYNC_INTERVAL"] == 0:
+    sync_interval = app.config["CHAT_SQLITE_SYNC_INTERVAL"]
+    if not 0 <= sync_interval < math.inf:
+        raise RuntimeError(
+            "CHAT_SQLITE_SYNC_INTERVAL must be 0 (sync every commit) or a"
+            " number of seconds"
+        )
+    if sync_interval == 0:
         with app.app_context():
             event.listen(db.engine, "connect", sync_every_commit)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))

@@ -109,3 +109,9 @@ def test_the_sync_interval_picks_how_commits_reach_the_disk(
     )
 
     assert synchronous(app) == mode
+
+
+@pytest.mark.parametrize("interval", [-1.0, float("nan"), float("inf")])
+def test_a_sync_interval_that_is_no_duration_refuses_to_start(make_app, interval):
+    with pytest.raises(RuntimeError, match="CHAT_SQLITE_SYNC_INTERVAL"):
+        make_app(CHAT_SQLITE_SYNC_INTERVAL=interval)
