@@ -14,10 +14,10 @@ import time
 import urllib.request
 
 import pytest
+from faults import kill_worker, wait_for_new_worker
 from sqlalchemy import text
 
 from app.extensions import db
-from tests.faults import kill_worker, wait_for_new_worker
 
 
 def post(server, channel, message):
