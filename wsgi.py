@@ -53,12 +53,14 @@ RECEIPT_SWEEP = 3600
 
 
 def keep_house():
-    """Every second: keep this process's members listed and announce
-    changes, disconnect those whose token expired unrefreshed or who are
-    banned, read slow mode; every hour: forget receipts older than
-    CHAT_RETRY_HOURS."""
+    """From the start: checkpoint SQLite. Every second: keep this process's
+    members listed and announce changes, disconnect those whose token
+    expired unrefreshed or who are banned, read slow mode; every hour:
+    forget receipts older than CHAT_RETRY_HOURS."""
     next_sweep = 0
     services = app.extensions["chat"]
+    with app.app_context():
+        services.messages.start_checkpoints()
     while True:
         socketio.sleep(1)
         with app.app_context():

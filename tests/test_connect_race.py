@@ -31,6 +31,14 @@ def connections(server):
     return float(re.search(r"^chat_connections (\S+)$", exposition, re.M)[1])
 
 
+def waiting_on_a_lock(connection):
+    """Whether another session of the database waits on a lock."""
+    return connection.execute(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    ).fetchone()[0]
+
+
 def eventually(check, timeout=15):
     deadline = time.monotonic() + timeout
     while not check():
@@ -63,7 +71,8 @@ def connect_and_vanish(server, sub):
 def test_a_connection_gone_while_its_connect_waited_is_not_kept(server, postgres_url):
     with psycopg.connect(postgres_url) as lock:
         lock.execute("LOCK TABLE bans IN ACCESS EXCLUSIVE MODE")
-        connect_and_vanish(server, "leaving")  # its connect waits on the lock
+        connect_and_vanish(server, "leaving")
+        eventually(lambda: waiting_on_a_lock(lock))  # its connect's ban check
         eventually(lambda: connections(server) == 0)  # its session closed
         lock.rollback()  # the connect's read goes on
 

@@ -19,18 +19,16 @@ from sqlalchemy import text
 
 from app.extensions import db
 
+API_KEY = "an operator key for the durability tests"
+
 
 def post(server, channel, message):
     """POST a message through the HTTP API; its 201 is the ack."""
-    request = urllib.request.Request(
-        f"{server.url}/api/channels/{channel}/messages",
-        data=json.dumps({"message": message}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
+    status, stored = post_json(
+        server, f"/api/channels/{channel}/messages", {"message": message}
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 201
-        return json.load(response)
+    assert status == 201
+    return stored
 
 
 def history(server, channel):
@@ -40,14 +38,28 @@ def history(server, channel):
         return [message["message"] for message in json.load(response)["messages"]]
 
 
-def in_the_file_alone(database, folder):
-    """The messages a copy of the database file holds, without its log: what
-    a checkpoint has copied into it."""
+def in_the_file_alone(database, folder, query="SELECT body FROM messages ORDER BY seq"):
+    """What a copy of the database file holds without its log (what a
+    checkpoint has copied into it): the first column of `query`'s rows,
+    or None for a copy taken while a checkpoint was writing the file."""
     copy = folder / "copy.db"
     shutil.copyfile(database, copy)
-    with sqlite3.connect(copy) as connection:
-        rows = connection.execute("SELECT body FROM messages ORDER BY seq")
-        return [body for (body,) in rows]
+    try:
+        with sqlite3.connect(copy) as connection:
+            return [row[0] for row in connection.execute(query)]
+    except sqlite3.DatabaseError:
+        return None
+
+
+def post_json(server, path, body, headers=None):
+    request = urllib.request.Request(
+        f"{server.url}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.load(response)
 
 
 def synchronous(app):
@@ -92,11 +104,30 @@ def test_the_log_starts_again_once_checkpointed(start_server, tmp_path):
     post(server, "rolling", "after the checkpoints")
 
     with sqlite3.connect(tmp_path / "chat.db") as connection:
-        busy, frames, copied = connection.execute(
-            "PRAGMA wal_checkpoint(PASSIVE)"
-        ).fetchone()
+        for _ in range(50):  # busy while the server's own checkpoint runs
+            busy, frames, _copied = connection.execute(
+                "PRAGMA wal_checkpoint(PASSIVE)"
+            ).fetchone()
+            if not busy:
+                break
+            time.sleep(0.05)
     assert busy == 0
     assert 0 < frames < grown // 4096  # the log holds the last commit alone
+
+
+def test_other_writes_reach_the_database_file_from_the_start(start_server, tmp_path):
+    server = start_server(CHAT_SQLITE_SYNC_INTERVAL="0.2", CHAT_API_KEY=API_KEY)
+
+    status, _ = post_json(  # no message posted: a ban alone
+        server, "/api/users/spammer/ban", {"reason": "spam"}, {"X-API-Key": API_KEY}
+    )
+
+    assert status == 200
+    deadline = time.monotonic() + 10
+    query = "SELECT user_id FROM bans"
+    while in_the_file_alone(tmp_path / "chat.db", tmp_path, query) != ["spammer"]:
+        assert time.monotonic() < deadline, "the ban is not in the file"
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("interval, mode", [(1.0, 1), (0.0, 2)])

@@ -90,6 +90,11 @@ class Messages:
             self.metrics.stored += len(published)
         return answers
 
+    def start_checkpoints(self):
+        """Checkpoint a SQLite database from now on, rather than from the
+        first message (app.chat.storage.Checkpoints)."""
+        self.connections.start_checkpoints()
+
     def _count_if_new(self, channel, sender):
         """Count a new channel against the sender's limit before it is opened.
 

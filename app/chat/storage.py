@@ -15,6 +15,7 @@ import weakref
 from collections import Counter
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import NamedTuple
 
 import gevent
@@ -94,10 +95,11 @@ class WriteConnections:
     batch takes another.
     """
 
-    def __init__(self, sync_every=1.0):
+    def __init__(self, sync_every=1.0, keep=True):
         # Seconds between checkpoints; commits that sync themselves (0) still
         # leave checkpoints to a thread, every second.
         self.checkpoint_every = sync_every or 1.0
+        self.keep = keep  # False: every batch takes one from the pool
         self.checkpoints = None
         self._kept = None  # (engine, connection)
 
@@ -106,13 +108,22 @@ class WriteConnections:
         if kept is not None and kept[0] is engine:
             return kept[1]
         connection = engine.raw_connection()
-        if _one_writer(engine):
+        if self.keep and _one_writer(engine):
             self._kept = (engine, connection)
-            path = engine.url.database
-            if self.checkpoints is None or self.checkpoints.path != path:
-                self.checkpoints = Checkpoints(path, self.checkpoint_every)
-                self.checkpoints.start(self)
+            self.start_checkpoints(engine)
         return connection
+
+    def start_checkpoints(self, engine=None):
+        """Checkpoint the SQLite file of `engine` (the app's) from now on;
+        the first write starts them otherwise. The serving process starts
+        them at once, so that other writes (bans, edits) are synced too."""
+        engine = engine or db.engine
+        if not (self.keep and _one_writer(engine)):
+            return
+        path = engine.url.database
+        if self.checkpoints is None or self.checkpoints.path != path:
+            self.checkpoints = Checkpoints(path, self.checkpoint_every)
+            self.checkpoints.start(self)
 
     def give_back(self, connection, failed=False):
         kept = self._kept
@@ -180,14 +191,18 @@ class Checkpoints:
         `passes`). Returns SQLite's (busy, frames in the log, frames
         copied) of the last pass."""
         if self._connection is None:
+            # The database as it is (mode=rw): never a new, empty one.
+            uri = Path(self.path).resolve().as_uri() + "?mode=rw"
             self._connection = sqlite3.connect(
-                self.path, timeout=10, check_same_thread=False
+                uri, uri=True, timeout=10, check_same_thread=False
             )
         copied_before = None
         for _ in range(passes):
             result = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
             busy, frames, copied = result.fetchone()
-            if busy or copied == copied_before:  # nothing new: all copied
+            if frames < 0:
+                log.warning("%s is not in WAL mode: nothing to checkpoint", self.path)
+            if busy or frames < 0 or copied == copied_before:  # all copied
                 break
             copied_before = copied
         return busy, frames, copied
@@ -200,6 +215,9 @@ def _off_the_loop(work):
     if gevent.monkey.is_module_patched("threading"):
         return gevent.get_hub().threadpool.apply(work)
     return work()
+
+
+_FROM_THE_POOL = WriteConnections(keep=False)
 
 
 def write_messages(drafts, limit, publish, connections=None):
@@ -215,7 +233,7 @@ def write_messages(drafts, limit, publish, connections=None):
     engine = db.engine
     sql = _SQL[engine.dialect.name == "postgresql"]
     unreachable = _unreachable(engine)
-    connections = connections or WriteConnections()
+    connections = connections or _FROM_THE_POOL
     with _reaching_the_database(unreachable):
         connection = connections.take(engine)
     failed = True
