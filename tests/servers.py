@@ -32,6 +32,16 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def eventually(check, what, timeout=10):
+    """check()'s first true result, polled until `timeout` seconds (a bound
+    for a slow machine, not a target); fails saying `what` did not come."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"{what} did not come"
+        time.sleep(0.05)
+    return result
+
+
 def wait_until_serving(url, process, describe, timeout=20):
     """Poll `url` until it answers; fail early if `process` exits."""
     deadline = time.monotonic() + timeout

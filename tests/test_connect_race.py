@@ -12,23 +12,20 @@ vanishes and the server's pings close its session.
 """
 
 import json
-import re
-import time
-import urllib.request
 
 import psycopg
 import pytest
 import socketio
 import websocket
+from servers import eventually
 from test_admin import ADMIN, PASSWORD, Admin, listed
+from test_metrics import scrape, value
 from tokens import SECRET, token
 
 
 def connections(server):
     """The Engine.IO connections the server holds (its /metrics)."""
-    with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as response:
-        exposition = response.read().decode()
-    return float(re.search(r"^chat_connections (\S+)$", exposition, re.M)[1])
+    return value(scrape(server.url), "chat_connections")
 
 
 def waiting_on_a_lock(connection):
@@ -37,13 +34,6 @@ def waiting_on_a_lock(connection):
         "SELECT count(*) FROM pg_stat_activity"
         " WHERE datname = current_database() AND wait_event_type = 'Lock'"
     ).fetchone()[0]
-
-
-def eventually(check, timeout=15):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "the server did not get there"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -72,8 +62,8 @@ def test_a_connection_gone_while_its_connect_waited_is_not_kept(server, postgres
     with psycopg.connect(postgres_url) as lock:
         lock.execute("LOCK TABLE bans IN ACCESS EXCLUSIVE MODE")
         connect_and_vanish(server, "leaving")
-        eventually(lambda: waiting_on_a_lock(lock))  # its connect's ban check
-        eventually(lambda: connections(server) == 0)  # its session closed
+        eventually(lambda: waiting_on_a_lock(lock), "its ban check waiting")
+        eventually(lambda: connections(server) == 0, "its session's end")
         lock.rollback()  # the connect's read goes on
 
     staying = socketio.Client(reconnection=False)
